@@ -1,0 +1,88 @@
+// Bun runtime: Bun.serve with native WebSockets. Hono decides the upgrade; the
+// socket events call the Gateway directly with the socket's one data object.
+import type { ServerWebSocket } from "bun";
+import { dlopen, FFIType } from "bun:ffi";
+import { type Conn, configOrExit, createGateway, logStart, type Transport } from "../app/server.ts";
+import { log } from "../app/log.ts";
+
+const config = configOrExit(process.env, (code) => process.exit(code));
+
+const transport: Transport<ServerWebSocket<Conn>> = {
+  runtime: "bun",
+  textAsString: true,
+  send: (ws, data, text) => (text ? ws.sendText(data as string) : ws.sendBinary(data as Uint8Array)),
+  close: (ws, code, reason) => ws.close(code, reason),
+};
+
+const { gw, app } = createGateway(config, transport);
+gw.setOpenFilesLimit(raiseOpenFilesLimit());
+
+const server = Bun.serve<Conn>({
+  port: config.port,
+  hostname: config.host,
+  fetch(req, srv) {
+    return app.fetch(req, {
+      upgrade: (r: Request, conn: Conn) =>
+        srv.upgrade(r, { data: conn })
+          ? (undefined as unknown as Response) // Bun owns the socket now; no response is written.
+          : new Response("upgrade failed\n", { status: 400 }),
+    });
+  },
+  websocket: {
+    maxPayloadLength: config.maxMessageBytes,
+    idleTimeout: config.idleTimeoutS,
+    sendPings: true,
+    open: (ws) => gw.open(ws.data, ws),
+    message: (ws, message) => gw.message(ws.data, message, typeof message !== "string"),
+    close: (ws) => gw.close(ws.data),
+  },
+  error(err) {
+    log("error", "request failed", { error: String(err) });
+    return new Response("internal error\n", { status: 500 });
+  },
+});
+
+await gw.broker.start();
+logStart(gw, { host: config.host, port: server.port! });
+
+let stopping = false;
+async function drain() {
+  if (stopping) return;
+  stopping = true;
+  const force = setTimeout(() => {
+    log("warn", "drain timed out; exiting");
+    process.exit(0);
+  }, config.drainTimeoutMs);
+  server.stop(false); // stop accepting; open sockets are closed with 1001 below
+  await gw.shutdown();
+  // Let the close frames reach the clients before the process goes.
+  for (let i = 0; i < 50 && gw.metrics.connections > 0; i++) await Bun.sleep(20);
+  clearTimeout(force);
+  log("info", "drained; exiting");
+  process.exit(0);
+}
+process.on("SIGTERM", drain);
+process.on("SIGINT", drain);
+
+/** Each socket is a descriptor: raise the soft open-files limit to the hard one (Bun has no API; libc does). */
+function raiseOpenFilesLimit(): number {
+  const RLIMIT_NOFILE = 7;
+  try {
+    const libc = dlopen("libc.so.6", {
+      getrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+      setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+    });
+    const lim = new BigUint64Array(2); // { rlim_cur, rlim_max }
+    if (libc.symbols.getrlimit(RLIMIT_NOFILE, lim) !== 0) return 0;
+    if (lim[0] < lim[1]) {
+      lim[0] = lim[1];
+      libc.symbols.setrlimit(RLIMIT_NOFILE, lim);
+      libc.symbols.getrlimit(RLIMIT_NOFILE, lim);
+    }
+    libc.close();
+    return Number(lim[0]);
+  } catch (err) {
+    log("warn", "could not read or raise the open-files limit", { error: String(err) });
+    return 0;
+  }
+}

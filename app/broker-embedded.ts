@@ -1,0 +1,57 @@
+// Single-node bus for running without NATS: exact-subject interest, synchronous delivery.
+import type { Broker, BrokerHooks } from "./broker.ts";
+import { HEADER, parseFrameHint } from "./broker.ts";
+
+export type Tap = (subject: string, data: Uint8Array, headers: Record<string, string>) => void;
+
+export class EmbeddedBroker implements Broker {
+  readonly kind = "embedded";
+  private interest = new Map<string, number>();
+  private taps = new Set<{ prefix: string; fn: Tap }>();
+  private closed = false;
+
+  constructor(private hooks: BrokerHooks) {}
+
+  state() {
+    return this.closed ? "closed" : "connected";
+  }
+
+  async start() {
+    this.hooks.onState("connected");
+  }
+
+  publish(subject: string, data: Uint8Array, headers?: Record<string, string>) {
+    if (this.closed) throw new Error("embedded broker is closed");
+    if (this.interest.has(subject)) this.hooks.deliver(subject, data, parseFrameHint(headers?.[HEADER.frame]));
+    for (const tap of this.taps) if (subject.startsWith(tap.prefix)) tap.fn(subject, data, headers ?? {});
+  }
+
+  /** Lets in-process readers (the HTTP event stream) see messages on a subject prefix. */
+  tap(prefix: string, fn: Tap): () => void {
+    const entry = { prefix, fn };
+    this.taps.add(entry);
+    return () => this.taps.delete(entry);
+  }
+
+  hasTap(prefix: string): boolean {
+    for (const tap of this.taps) if (prefix.startsWith(tap.prefix)) return true;
+    return false;
+  }
+
+  watch(subject: string) {
+    this.interest.set(subject, (this.interest.get(subject) ?? 0) + 1);
+    return subject;
+  }
+
+  unwatch(handle: unknown) {
+    const subject = handle as string;
+    const n = (this.interest.get(subject) ?? 0) - 1;
+    if (n > 0) this.interest.set(subject, n);
+    else this.interest.delete(subject);
+  }
+
+  async close() {
+    this.closed = true;
+    this.hooks.onState("closed");
+  }
+}

@@ -1,0 +1,42 @@
+// What the gateway needs from a message broker. Two implementations: NATS
+// (broker-nats.ts) and the in-process bus for single-node use (broker-embedded.ts).
+
+/** Frame type a service asked for with the `Ws-Frame` header, if any. */
+export type FrameHint = "text" | "binary" | undefined;
+
+/** Called for every message on a watched subject. One shared function, no per-message closures. */
+export type Deliver = (subject: string, data: Uint8Array, hint: FrameHint) => void;
+
+export type BrokerState = "connecting" | "connected" | "reconnecting" | "closed";
+
+export interface Broker {
+  readonly kind: "nats" | "embedded";
+  state(): BrokerState;
+  /** Begins connecting; never rejects: a broker that is down is retried in the background. */
+  start(): Promise<void>;
+  publish(subject: string, data: Uint8Array, headers?: Record<string, string>): void;
+  /** Registers interest in one exact subject; the handle is given back to unwatch. */
+  watch(subject: string): unknown;
+  unwatch(handle: unknown): void;
+  /** Flushes what is in flight and closes. */
+  close(): Promise<void>;
+}
+
+export type BrokerHooks = {
+  deliver: Deliver;
+  /** A brand-new broker connection has no interest yet: the gateway re-watches every user. */
+  rewatchAll: () => void;
+  onState: (state: BrokerState) => void;
+};
+
+export const HEADER = {
+  frame: "Ws-Frame",
+  conn: "Ws-Conn",
+  node: "Ws-Node",
+} as const;
+
+export function parseFrameHint(value: string | undefined | null): FrameHint {
+  if (!value) return undefined;
+  const v = value.trim().toLowerCase();
+  return v === "text" ? "text" : v === "binary" ? "binary" : undefined;
+}

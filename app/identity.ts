@@ -1,0 +1,41 @@
+// Development-mode identity: plain `service` and `user` cookies.
+// Both become NATS subject tokens, so they are checked after decoding and refused
+// before any upgrade when they could widen a subscription (dots, wildcards, spaces).
+import { ID_PATTERN } from "./subjects.ts";
+
+export type Identity = { svc: string; user: string };
+export type IdentityError = { status: 400 | 401; error: string };
+
+const COOKIES = { svc: "service", user: "user" } as const;
+
+export function identityFromCookies(header: string | null | undefined): Identity | IdentityError {
+  const found: Record<string, string> = {};
+  const twice = new Set<string>();
+  for (const part of (header ?? "").split(";")) {
+    const eq = part.indexOf("=");
+    if (eq < 0) continue;
+    const name = part.slice(0, eq).trim();
+    if (name !== COOKIES.svc && name !== COOKIES.user) continue;
+    let value = part.slice(eq + 1).trim();
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+    try {
+      value = decodeURIComponent(value);
+    } catch {
+      return { status: 400, error: `cookie ${name} is not valid percent-encoding` };
+    }
+    if (name in found && found[name] !== value) twice.add(name);
+    found[name] = value;
+  }
+  for (const name of [COOKIES.svc, COOKIES.user]) {
+    if (!(name in found)) return { status: 401, error: `cookie ${name} is missing` };
+    if (twice.has(name)) return { status: 400, error: `cookie ${name} is given twice with different values` };
+    if (!ID_PATTERN.test(found[name])) {
+      return { status: 400, error: `cookie ${name} is invalid: it must match ^[A-Za-z0-9_-]{1,64}$` };
+    }
+  }
+  return { svc: found[COOKIES.svc], user: found[COOKIES.user] };
+}
+
+export function isIdentityError(x: Identity | IdentityError): x is IdentityError {
+  return "error" in x;
+}

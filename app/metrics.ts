@@ -1,0 +1,65 @@
+// Prometheus text exposition. The set of series is small and fixed, so plain number
+// fields are kept (a hot-path increment is one property write) and rendered on scrape.
+// prom-client would pull node:* modules into the runtime-agnostic core.
+
+export type RefusalReason =
+  | "identity"
+  | "node_full"
+  | "fd_limit"
+  | "broker_down"
+  | "draining"
+  | "bad_request";
+
+export class Metrics {
+  connections = 0;
+  users = 0;
+  upgrades = 0;
+  refused: Record<RefusalReason, number> = {
+    identity: 0,
+    node_full: 0,
+    fd_limit: 0,
+    broker_down: 0,
+    draining: 0,
+    bad_request: 0,
+  };
+  messagesIn = 0;
+  bytesIn = 0;
+  messagesOut = 0;
+  bytesOut = 0;
+  /** frames the runtime could not send (socket closed or buffer full) */
+  dropped = 0;
+  /** sends that were accepted but queued behind a full socket buffer */
+  backpressure = 0;
+  tooLarge = 0;
+  publishErrors = 0;
+  brokerConnected = 0;
+  brokerReconnects = 0;
+  openFilesLimit = 0;
+  draining = 0;
+
+  render(nodeId: string, runtime: string): string {
+    const lines: string[] = [];
+    const put = (name: string, type: "counter" | "gauge", help: string, value: number, labels = "") => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name}${labels} ${value}`);
+    };
+    lines.push(`# HELP wsgate_info Gateway node identity.`, `# TYPE wsgate_info gauge`, `wsgate_info{node="${nodeId}",runtime="${runtime}"} 1`);
+    put("wsgate_connections", "gauge", "Open WebSocket connections.", this.connections);
+    put("wsgate_users", "gauge", "Distinct (service, user) pairs served, each holding one broker subscription.", this.users);
+    put("wsgate_upgrades_total", "counter", "WebSocket upgrades accepted.", this.upgrades);
+    lines.push("# HELP wsgate_upgrades_refused_total Upgrades refused, by reason.", "# TYPE wsgate_upgrades_refused_total counter");
+    for (const [reason, n] of Object.entries(this.refused)) lines.push(`wsgate_upgrades_refused_total{reason="${reason}"} ${n}`);
+    put("wsgate_messages_in_total", "counter", "Frames received from clients and published.", this.messagesIn);
+    put("wsgate_bytes_in_total", "counter", "Payload bytes received from clients.", this.bytesIn);
+    put("wsgate_messages_out_total", "counter", "Frames sent to clients.", this.messagesOut);
+    put("wsgate_bytes_out_total", "counter", "Payload bytes sent to clients.", this.bytesOut);
+    put("wsgate_dropped_total", "counter", "Frames for a client that the runtime refused to send.", this.dropped);
+    put("wsgate_backpressure_total", "counter", "Frames queued behind a full socket buffer.", this.backpressure);
+    put("wsgate_too_large_total", "counter", "Client frames over the size limit (connection closed with 1009).", this.tooLarge);
+    put("wsgate_publish_errors_total", "counter", "Publishes to the broker that failed.", this.publishErrors);
+    put("wsgate_broker_connected", "gauge", "1 while the broker connection is up.", this.brokerConnected);
+    put("wsgate_broker_reconnects_total", "counter", "Broker reconnections after a loss.", this.brokerReconnects);
+    put("wsgate_open_files_limit", "gauge", "Effective soft limit on open files (each socket is one).", this.openFilesLimit);
+    put("wsgate_draining", "gauge", "1 while the node drains for shutdown.", this.draining);
+    return lines.join("\n") + "\n";
+  }
+}

@@ -1,0 +1,123 @@
+// HTTP surface: health, metrics, the publish API, and the upgrade decision for /ws.
+// Hono only routes and decides; the adapters bind socket events to the Gateway directly,
+// so no per-message context or event object is built on the hot path.
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import type { Context } from "hono";
+import type { EmbeddedBroker } from "./broker-embedded.ts";
+import { HEADER } from "./broker.ts";
+import type { Conn, Gateway } from "./gateway.ts";
+import { identityFromCookies, isIdentityError } from "./identity.ts";
+import { ID_PATTERN } from "./subjects.ts";
+
+/** Per request, the adapter says how to upgrade on its runtime. */
+export type UpgradeEnv = {
+  Bindings: {
+    /** Performs the upgrade with `conn` as the socket's data; returns the response to hand back. */
+    upgrade: (req: Request, conn: Conn) => Response;
+  };
+};
+
+/** NATS's default max_payload: the broker would refuse anything larger. */
+const MAX_PUBLISH_BYTES = 1024 * 1024;
+
+export function routes(gw: Gateway): Hono<UpgradeEnv> {
+  const app = new Hono<UpgradeEnv>();
+
+  app.get("/healthz", (c) => c.text("ok\n"));
+
+  app.get("/readyz", (c) => {
+    const r = gw.ready();
+    return r.ok ? c.text("ready\n") : c.text(`not ready: ${r.reason}\n`, 503);
+  });
+
+  app.get("/metrics", (c) =>
+    c.body(gw.metrics.render(gw.config.nodeId, gw.transport.runtime), 200, {
+      "content-type": "text/plain; version=0.0.4; charset=utf-8",
+    }),
+  );
+
+  app.post("/v1/publish/:svc/:user", async (c) => {
+    const { svc, user } = c.req.param();
+    if (!ID_PATTERN.test(svc)) return c.json({ error: "svc must match ^[A-Za-z0-9_-]{1,64}$" }, 400);
+    if (!ID_PATTERN.test(user)) return c.json({ error: "user must match ^[A-Za-z0-9_-]{1,64}$" }, 400);
+    const declared = Number(c.req.header("content-length") ?? 0);
+    if (declared > MAX_PUBLISH_BYTES) return c.json({ error: `body over ${MAX_PUBLISH_BYTES} bytes` }, 413);
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    if (body.length > MAX_PUBLISH_BYTES) return c.json({ error: `body over ${MAX_PUBLISH_BYTES} bytes` }, 413);
+    if (gw.broker.state() !== "connected") return c.json({ error: `broker ${gw.broker.state()}` }, 503);
+    const frame = c.req.header(HEADER.frame);
+    if (frame !== undefined && frame !== "text" && frame !== "binary") {
+      return c.json({ error: `${HEADER.frame} must be text or binary` }, 400);
+    }
+    const subject = gw.subjects.recv(svc, user);
+    try {
+      gw.broker.publish(subject, body, frame ? { [HEADER.frame]: frame } : undefined);
+    } catch (err) {
+      return c.json({ error: `publish failed: ${String(err)}` }, 503);
+    }
+    return c.json({ subject, bytes: body.length }, 202);
+  });
+
+  const upgrade = (c: Context<UpgradeEnv>) => {
+    if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
+      gw.metrics.refused.bad_request++;
+      return c.text("expected a WebSocket upgrade (Upgrade: websocket)\n", 426);
+    }
+    const id = identityFromCookies(c.req.header("cookie"));
+    if (isIdentityError(id)) {
+      gw.metrics.refused.identity++;
+      return c.text(id.error + "\n", id.status);
+    }
+    const conn = gw.admit(id);
+    if ("error" in conn) return c.text(conn.error + "\n", conn.status as 503);
+    return c.env.upgrade(c.req.raw, conn);
+  };
+  app.get("/ws", upgrade);
+  app.get("/ws/*", upgrade);
+
+  app.notFound((c) => c.text("not found\n", 404));
+  app.onError((err, c) => c.text(`internal error: ${err.message}\n`, 500));
+  return app;
+}
+
+/**
+ * Embedded mode only: services without NATS read what clients send as a
+ * Server-Sent Events stream, one JSON event per client frame.
+ */
+export function embeddedRoutes(app: Hono<UpgradeEnv>, gw: Gateway, broker: EmbeddedBroker) {
+  const sendPrefix = gw.subjects.send("", "").slice(0, -1); // "<prefix>.send."
+  app.get("/v1/messages/:svc", (c) => {
+    const svc = c.req.param("svc");
+    if (!ID_PATTERN.test(svc)) return c.json({ error: "svc must match ^[A-Za-z0-9_-]{1,64}$" }, 400);
+    const prefix = sendPrefix + svc + ".";
+    return streamSSE(c, async (stream) => {
+      const queue: string[] = [];
+      let wake: (() => void) | null = null;
+      const untap = broker.tap(prefix, (subject, data, headers) => {
+        const binary = headers[HEADER.frame] === "binary";
+        queue.push(
+          JSON.stringify({
+            user: subject.slice(prefix.length),
+            conn: headers[HEADER.conn],
+            node: headers[HEADER.node],
+            frame: binary ? "binary" : "text",
+            data: binary ? btoa(String.fromCharCode(...data)) : new TextDecoder().decode(data),
+          }),
+        );
+        wake?.();
+      });
+      stream.onAbort(() => {
+        untap();
+        wake?.();
+      });
+      await stream.writeSSE({ event: "ready", data: "{}" });
+      while (!stream.aborted && !stream.closed) {
+        while (queue.length) await stream.writeSSE({ event: "message", data: queue.shift()! });
+        await new Promise<void>((r) => (wake = r));
+        wake = null;
+      }
+      untap();
+    });
+  });
+}

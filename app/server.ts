@@ -1,0 +1,55 @@
+// Wires config, broker, gateway and routes together. Each adapter calls this once.
+import { EmbeddedBroker } from "./broker-embedded.ts";
+import { NatsBroker } from "./broker-nats.ts";
+import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { Gateway, type Transport } from "./gateway.ts";
+import { log, setLogLevel } from "./log.ts";
+import { embeddedRoutes, routes } from "./routes.ts";
+
+export type { Conn, Transport } from "./gateway.ts";
+export { Gateway } from "./gateway.ts";
+export type { UpgradeEnv } from "./routes.ts";
+
+/** Reads the config; on a bad value prints the one line and exits with status 2. */
+export function configOrExit(env: Record<string, string | undefined>, exit: (code: number) => never): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      return exit(2);
+    }
+    throw err;
+  }
+}
+
+export function createGateway(config: Config, transport: Transport) {
+  setLogLevel(config.logLevel);
+  const gw = new Gateway(config, transport);
+  const hooks = gw.brokerHooks();
+  const app = routes(gw);
+  if (config.natsUrl) {
+    gw.broker = new NatsBroker(config.natsUrl, `wsgate ${config.nodeId}`, hooks);
+  } else {
+    const embedded = new EmbeddedBroker(hooks);
+    gw.broker = embedded;
+    embeddedRoutes(app, gw, embedded);
+  }
+  return { gw, app };
+}
+
+/** Logs what every operator wants to see at start, including the unauthenticated-identity warning. */
+export function logStart(gw: Gateway, listening: { host: string; port: number }) {
+  const c = gw.config;
+  log("info", "wsgate listening", {
+    runtime: gw.transport.runtime,
+    host: listening.host,
+    port: listening.port,
+    node: c.nodeId,
+    broker: c.natsUrl ? `nats ${c.natsUrl}` : "embedded (single node, no NATS)",
+    subjects: `${c.prefix}.send.<svc>.<user> / ${c.prefix}.recv.<svc>.<user>`,
+    openFilesLimit: gw.metrics.openFilesLimit,
+    maxConnections: c.maxConnections,
+  });
+  log("warn", "DEVELOPMENT MODE: identity comes from plain `service` and `user` cookies and is NOT authenticated");
+}
