@@ -1,0 +1,254 @@
+// One behaviour, three runtimes: every test here runs against the Bun, Node-uWS and
+// Deno adapters, with a real nats-server and real clients.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { bunClient, cookie, tryUpgrade, wsPackageClient } from "./helpers/clients.ts";
+import { type Gateway, type Nats, RUNTIMES, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+let nats: Nats;
+let nc: NatsConnection;
+
+beforeAll(async () => {
+  nats = await startNats();
+  nc = await connect({ servers: nats.url });
+});
+
+afterAll(async () => {
+  await nc?.close();
+  if (nats) await stopNatsAndClean(nats);
+});
+
+for (const runtime of RUNTIMES) {
+  describe(`${runtime}: NATS mode`, () => {
+    let gw: Gateway;
+    beforeAll(async () => {
+      gw = await startGateway(runtime, { env: { NATS_URL: nats.url } });
+      await waitFor("readyz 200", async () => (await fetch(`${gw.http}/readyz`)).status === 200);
+    });
+    afterAll(async () => {
+      await gw?.stop("SIGKILL");
+    });
+
+    test("health, readiness and Prometheus metrics", async () => {
+      expect((await fetch(`${gw.http}/healthz`)).status).toBe(200);
+      expect((await fetch(`${gw.http}/readyz`)).status).toBe(200);
+      const res = await fetch(`${gw.http}/metrics`);
+      expect(res.headers.get("content-type")).toContain("text/plain");
+      const text = await res.text();
+      for (const name of [
+        "wsgate_connections",
+        "wsgate_users",
+        'wsgate_upgrades_refused_total{reason="identity"}',
+        "wsgate_messages_in_total",
+        "wsgate_bytes_in_total",
+        "wsgate_messages_out_total",
+        "wsgate_bytes_out_total",
+        "wsgate_broker_connected 1",
+        "wsgate_open_files_limit",
+      ]) {
+        expect(text).toContain(name);
+      }
+      expect(await gw.metric("wsgate_open_files_limit")).toBeGreaterThan(0);
+    });
+
+    test("refuses a missing or invalid identity with a 4xx naming the cookie, before any upgrade", async () => {
+      const cases: [Record<string, string>, number, string][] = [
+        [{}, 401, "cookie service is missing"],
+        [{ Cookie: "service=s1" }, 401, "cookie user is missing"],
+        [{ Cookie: "user=u1" }, 401, "cookie service is missing"],
+        [{ Cookie: "service=s1; user=a.b" }, 400, "cookie user is invalid"],
+        [{ Cookie: "service=s*; user=u1" }, 400, "cookie service is invalid"],
+        [{ Cookie: "service=s1; user=>" }, 400, "cookie user is invalid"],
+        [{ Cookie: "service=s1; user=a%2Eb" }, 400, "cookie user is invalid"],
+        [{ Cookie: "service=s1; user=a%20b" }, 400, "cookie user is invalid"],
+        [{ Cookie: "service=s1; user=%E2%82%AC" }, 400, "cookie user is invalid"],
+        [{ Cookie: "service=s1; user=%zz" }, 400, "cookie user is not valid percent-encoding"],
+        [{ Cookie: `service=s1; user=${"x".repeat(65)}` }, 400, "cookie user is invalid"],
+        [{ Cookie: "service=s1; user=u1; user=u2" }, 400, "cookie user is given twice"],
+      ];
+      const subsBefore = (await nats.subsOf(gw.nodeId)).length;
+      for (const [headers, status, body] of cases) {
+        const r = await tryUpgrade(gw.http, headers);
+        expect({ headers, status: r.status }).toEqual({ headers, status });
+        expect(r.body).toContain(body);
+      }
+      expect(await gw.metric("wsgate_connections")).toBe(0);
+      expect(await gw.metric('wsgate_upgrades_refused_total{reason="identity"}')).toBeGreaterThanOrEqual(cases.length);
+      expect((await nats.subsOf(gw.nodeId)).length).toBe(subsBefore);
+      // A plain GET is not an upgrade.
+      const plain = await fetch(`${gw.http}/ws`, { headers: { Cookie: cookie("s1", "u1") } });
+      expect(plain.status).toBe(426);
+    });
+
+    test("client frames go to ws.send.<svc>.<user> unchanged, with connection, node and frame headers", async () => {
+      const sub = nc.subscribe(`ws.send.conf-${runtime}.alice`);
+      const got: { data: Uint8Array; conn?: string; node?: string; frame?: string }[] = [];
+      void (async () => {
+        for await (const m of sub) got.push({ data: m.data, conn: m.headers?.get("Ws-Conn"), node: m.headers?.get("Ws-Node"), frame: m.headers?.get("Ws-Frame") });
+      })();
+      await nc.flush();
+      const c = await bunClient(gw.ws, { Cookie: cookie(`conf-${runtime}`, "alice") });
+      const binary = new Uint8Array([0, 1, 2, 0xff, 0xfe]);
+      c.send("héllo wörld");
+      c.send(binary);
+      await waitFor("two published frames", () => got.length >= 2);
+      expect(dec.decode(got[0].data)).toBe("héllo wörld");
+      expect(got[0].frame).toBe("text");
+      expect([...got[1].data]).toEqual([...binary]);
+      expect(got[1].frame).toBe("binary");
+      expect(got[0].node).toBe(gw.nodeId);
+      expect(got[0].conn).toMatch(/^\d+$/);
+      expect(got[1].conn).toBe(got[0].conn);
+      c.close();
+      sub.unsubscribe();
+    });
+
+    test("NATS → client: text when valid UTF-8, binary otherwise or when Ws-Frame says so, in publish order", async () => {
+      const svc = `conf-${runtime}`;
+      const c = await bunClient(gw.ws, { Cookie: cookie(svc, "bob") });
+      await waitFor("subscription on the server", async () => (await nats.subsOf(gw.nodeId)).includes(`ws.recv.${svc}.bob`));
+      nc.publish(`ws.recv.${svc}.bob`, enc.encode("plain ✓"));
+      nc.publish(`ws.recv.${svc}.bob`, new Uint8Array([0xc3, 0x28]));
+      const h = natsHeaders();
+      h.set("Ws-Frame", "binary");
+      nc.publish(`ws.recv.${svc}.bob`, enc.encode("forced binary"), { headers: h });
+      for (let i = 0; i < 200; i++) nc.publish(`ws.recv.${svc}.bob`, enc.encode(`n${i}`));
+      const got = await c.waitFor(203);
+      expect(got[0]).toEqual({ data: "plain ✓", binary: false });
+      expect(got[1]).toEqual({ data: new Uint8Array([0xc3, 0x28]), binary: true });
+      expect(got[2]).toEqual({ data: enc.encode("forced binary"), binary: true });
+      expect(got.slice(3).map((m) => m.data)).toEqual(Array.from({ length: 200 }, (_, i) => `n${i}`));
+      c.close();
+    });
+
+    test("one subscription per user: made on the first connection, kept while any remains, dropped with the last", async () => {
+      const svc = `conf-${runtime}`;
+      const subject = `ws.recv.${svc}.carol`;
+      const count = async () => (await nats.subsOf(gw.nodeId)).filter((s) => s === subject).length;
+      const a = await bunClient(gw.ws, { Cookie: cookie(svc, "carol") });
+      const b = await wsPackageClient(gw.ws, { Cookie: cookie(svc, "carol") });
+      await waitFor("subscription", async () => (await count()) === 1);
+      nc.publish(subject, enc.encode("to both"));
+      expect((await a.waitFor(1))[0].data).toBe("to both");
+      expect((await b.waitFor(1))[0].data).toBe("to both");
+      expect(await count()).toBe(1);
+      a.close();
+      await a.closed;
+      await Bun.sleep(100);
+      expect(await count()).toBe(1);
+      nc.publish(subject, enc.encode("only b"));
+      expect((await b.waitFor(2))[1].data).toBe("only b");
+      b.close();
+      await b.closed;
+      await waitFor("unsubscribed", async () => (await count()) === 0);
+      expect(await gw.metric("wsgate_users")).toBe(0);
+    });
+
+    test("POST /v1/publish/<svc>/<user> publishes to the user's subject", async () => {
+      const sub = nc.subscribe(`ws.recv.conf-${runtime}.dave`, { max: 1 });
+      await nc.flush();
+      const res = await fetch(`${gw.http}/v1/publish/conf-${runtime}/dave`, { method: "POST", body: "via http" });
+      expect(res.status).toBe(202);
+      for await (const m of sub) expect(dec.decode(m.data)).toBe("via http");
+      const bad = await fetch(`${gw.http}/v1/publish/conf-${runtime}/da.ve`, { method: "POST", body: "x" });
+      expect(bad.status).toBe(400);
+      expect(await bad.text()).toContain("user must match");
+    });
+
+    test("the wscat CLI can talk to it (the websocat stand-in)", async () => {
+      const svc = `conf-${runtime}`;
+      const sub = nc.subscribe(`ws.send.${svc}.erin`, { max: 1 });
+      await nc.flush();
+      const cli = Bun.spawn(["node_modules/.bin/wscat", "-c", gw.ws, "-H", `Cookie: ${cookie(svc, "erin")}`], {
+        cwd: `${import.meta.dir}/..`,
+        stdin: "pipe",
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      try {
+        await waitFor("wscat connected", async () => (await nats.subsOf(gw.nodeId)).includes(`ws.recv.${svc}.erin`), 10_000);
+        cli.stdin.write("typed by a human\n");
+        cli.stdin.flush();
+        for await (const m of sub) expect(dec.decode(m.data)).toBe("typed by a human");
+        nc.publish(`ws.recv.${svc}.erin`, enc.encode("answer for wscat"));
+        const reader = cli.stdout.getReader();
+        let out = "";
+        await waitFor("wscat printed the message", async () => {
+          const { value } = await reader.read();
+          out += dec.decode(value);
+          return out.includes("answer for wscat");
+        });
+      } finally {
+        cli.kill();
+      }
+    });
+
+    test("SIGTERM drains: clients get 1001, the process exits 0", async () => {
+      const other = await startGateway(runtime, { env: { NATS_URL: nats.url } });
+      const c = await wsPackageClient(other.ws, { Cookie: cookie(`conf-${runtime}`, "frank") });
+      const code = await other.stop("SIGTERM");
+      expect((await c.closed).code).toBe(1001);
+      expect(code).toBe(0);
+      expect(other.output()).toContain('"draining"');
+    });
+  });
+
+  describe(`${runtime}: embedded broker (no NATS_URL)`, () => {
+    let gw: Gateway;
+    beforeAll(async () => {
+      gw = await startGateway(runtime);
+    });
+    afterAll(async () => {
+      await gw?.stop("SIGKILL");
+    });
+
+    test("is ready with no NATS, and warns that identity is unauthenticated", async () => {
+      expect((await fetch(`${gw.http}/readyz`)).status).toBe(200);
+      expect(gw.output()).toContain("DEVELOPMENT MODE");
+      expect(gw.output()).toContain("embedded");
+    });
+
+    test("publish API reaches every connection of the user and no one else", async () => {
+      const a1 = await bunClient(gw.ws, { Cookie: cookie("s1", "u1") });
+      const a2 = await wsPackageClient(`${gw.ws}/seed-path`, { Cookie: cookie("s1", "u1") });
+      const b = await bunClient(gw.ws, { Cookie: cookie("s1", "u2") });
+      for (let i = 0; i < 20; i++) {
+        const r = await fetch(`${gw.http}/v1/publish/s1/u1`, { method: "POST", body: `m${i}` });
+        expect(r.status).toBe(202);
+      }
+      await fetch(`${gw.http}/v1/publish/s1/u1`, { method: "POST", body: new Uint8Array([0xff, 0, 1]) });
+      const want = Array.from({ length: 20 }, (_, i) => `m${i}`);
+      expect((await a1.waitFor(21)).slice(0, 20).map((m) => m.data)).toEqual(want);
+      expect((await a2.waitFor(21)).slice(0, 20).map((m) => m.data)).toEqual(want);
+      expect(a1.received[20]).toEqual({ data: new Uint8Array([0xff, 0, 1]), binary: true });
+      await Bun.sleep(100);
+      expect(b.received.length).toBe(0);
+      expect(await gw.metric("wsgate_users")).toBe(2);
+      expect(await gw.metric("wsgate_connections")).toBe(3);
+      for (const c of [a1, a2, b]) c.close();
+    });
+
+    test("client frames are readable by a service as Server-Sent Events", async () => {
+      const res = await fetch(`${gw.http}/v1/messages/svc-sse`);
+      const reader = res.body!.getReader();
+      let text = "";
+      await waitFor("ready event", async () => {
+        text += dec.decode((await reader.read()).value);
+        return text.includes("event: ready");
+      });
+      const c = await bunClient(gw.ws, { Cookie: cookie("svc-sse", "zoe") });
+      c.send("hi from zoe");
+      await waitFor("message event", async () => {
+        text += dec.decode((await reader.read()).value);
+        return text.includes("hi from zoe");
+      });
+      const line = text.split("\n").find((l) => l.startsWith("data: {") && l.includes("zoe"))!;
+      expect(JSON.parse(line.slice(6))).toMatchObject({ user: "zoe", frame: "text", data: "hi from zoe" });
+      await reader.cancel();
+      c.close();
+    });
+  });
+}

@@ -1,0 +1,163 @@
+// Processes the tests start: nats-server and gateways on free ports, each stopped
+// by its own PID. Nothing here reaches a service someone else left running.
+import type { Subprocess } from "bun";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export const ROOT = join(import.meta.dir, "..", "..");
+export type Runtime = "bun" | "node" | "deno";
+export const RUNTIMES: Runtime[] = (process.env.WSGATE_RUNTIMES?.split(",") as Runtime[]) ?? ["bun", "node", "deno"];
+
+/** A port nobody listens on right now (the kernel picks it). */
+export async function freePort(): Promise<number> {
+  const srv = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = srv.port;
+  srv.stop(true);
+  return port;
+}
+
+export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000, everyMs = 25): Promise<NonNullable<T>> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    await Bun.sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+}
+
+const live = new Set<Subprocess>();
+process.on("exit", () => {
+  for (const p of live) p.kill("SIGKILL");
+});
+
+export type Nats = {
+  port: number;
+  url: string;
+  monitor: number;
+  storeDir: string;
+  proc: Subprocess;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  /** subscriptions the server holds for the named client connection */
+  subsOf(clientName: string): Promise<string[]>;
+};
+
+export async function startNats(opts: { jetstream?: boolean; port?: number } = {}): Promise<Nats> {
+  const port = opts.port ?? (await freePort());
+  const monitor = await freePort();
+  const storeDir = mkdtempSync(join(tmpdir(), "wsgate-nats-"));
+  const nats: Nats = {
+    port,
+    url: `nats://127.0.0.1:${port}`,
+    monitor,
+    storeDir,
+    proc: null as unknown as Subprocess,
+    async start() {
+      const args = ["nats-server", "-a", "127.0.0.1", "-p", String(port), "-m", String(monitor)];
+      if (opts.jetstream) args.push("-js", "-sd", storeDir);
+      const proc = Bun.spawn(args, { stdout: "ignore", stderr: "pipe" });
+      live.add(proc);
+      nats.proc = proc;
+      await waitFor(`nats-server on ${port}`, async () => (await fetch(`http://127.0.0.1:${monitor}/healthz`)).ok);
+    },
+    async stop() {
+      const p = nats.proc;
+      if (p && p.exitCode === null && !p.killed) {
+        p.kill("SIGTERM");
+        await p.exited;
+      }
+      live.delete(p);
+    },
+    async subsOf(clientName) {
+      const r = await (await fetch(`http://127.0.0.1:${monitor}/connz?subs=1`)).json();
+      const c = (r.connections ?? []).find((x: { name?: string }) => x.name?.includes(clientName));
+      return c?.subscriptions_list ?? [];
+    },
+  };
+  await nats.start();
+  return nats;
+}
+
+export function stopNatsAndClean(n: Nats) {
+  return n.stop().then(() => rmSync(n.storeDir, { recursive: true, force: true }));
+}
+
+export type Gateway = {
+  runtime: Runtime;
+  port: number;
+  http: string;
+  ws: string;
+  nodeId: string;
+  proc: Subprocess;
+  /** everything the process wrote, stdout and stderr */
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<number>;
+  metric(name: string): Promise<number>;
+};
+
+export type GatewayOptions = {
+  env?: Record<string, string>;
+  /** wait for the listening line (default); false for processes expected to exit */
+  waitListening?: boolean;
+  /** the command to run instead of scripts/start.sh <runtime> */
+  cmd?: string[];
+};
+
+let nodeCounter = 0;
+
+export async function startGateway(runtime: Runtime, opts: GatewayOptions = {}): Promise<Gateway> {
+  const port = await freePort();
+  const nodeId = `t${process.pid}-${++nodeCounter}`;
+  const env = { ...process.env, PORT: String(port), HOST: "127.0.0.1", WSGATE_NODE_ID: nodeId, ...opts.env } as Record<string, string>;
+  if (!opts.env?.NATS_URL) delete env.NATS_URL;
+  const cmd = opts.cmd ?? ["sh", join(ROOT, "scripts", "start.sh"), runtime];
+  const proc = Bun.spawn(cmd, { cwd: ROOT, env, stdout: "pipe", stderr: "pipe" });
+  live.add(proc);
+  let out = "";
+  const pump = async (s: ReadableStream<Uint8Array>) => {
+    const dec = new TextDecoder();
+    for await (const chunk of s) out += dec.decode(chunk, { stream: true });
+  };
+  void pump(proc.stdout as ReadableStream<Uint8Array>);
+  void pump(proc.stderr as ReadableStream<Uint8Array>);
+  const gw: Gateway = {
+    runtime,
+    port,
+    http: `http://127.0.0.1:${port}`,
+    ws: `ws://127.0.0.1:${port}/ws`,
+    nodeId,
+    proc,
+    output: () => out,
+    async stop(signal = "SIGTERM") {
+      if (proc.exitCode === null && !proc.killed) proc.kill(signal);
+      const code = await Promise.race([proc.exited, Bun.sleep(15_000).then(() => -1)]);
+      if (code === -1) proc.kill("SIGKILL");
+      live.delete(proc);
+      return code;
+    },
+    async metric(name) {
+      const text = await (await fetch(`${gw.http}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith(name + " ") || l.startsWith(name + "{"));
+      if (!line) throw new Error(`metric ${name} not found`);
+      return Number(line.slice(line.lastIndexOf(" ") + 1));
+    },
+  };
+  if (opts.waitListening !== false) {
+    await waitFor(
+      `${runtime} gateway listening on ${port}`,
+      () => {
+        if (proc.exitCode !== null) throw new Error(`gateway exited with ${proc.exitCode}:\n${out}`);
+        return out.includes('"wsgate listening"');
+      },
+      60_000,
+    );
+  }
+  return gw;
+}
