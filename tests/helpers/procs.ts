@@ -106,6 +106,8 @@ export type GatewayOptions = {
   env?: Record<string, string>;
   /** wait for the listening line (default); false for processes expected to exit */
   waitListening?: boolean;
+  /** also wait for /readyz 200 (default), i.e. the broker is connected */
+  waitReady?: boolean;
   /** the command to run instead of scripts/start.sh <runtime> */
   cmd?: string[];
 };
@@ -158,6 +160,9 @@ export async function startGateway(runtime: Runtime, opts: GatewayOptions = {}):
       },
       60_000,
     );
+    if (opts.waitReady !== false) {
+      await waitFor(`${runtime} gateway ready`, async () => (await fetch(`${gw.http}/readyz`)).status === 200, 30_000);
+    }
   }
   return gw;
 }

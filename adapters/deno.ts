@@ -1,0 +1,130 @@
+// Deno runtime: Deno.serve with Deno.upgradeWebSocket. Hono decides the upgrade; the
+// socket events call the Gateway directly with the socket's one data object.
+import { type Conn, configOrExit, createGateway, logStart, type Transport } from "../app/server.ts";
+import { log } from "../app/log.ts";
+
+const config = configOrExit(Deno.env.toObject(), (code) => Deno.exit(code));
+
+/** Deno's send never refuses: past this much unsent data, report the frame as queued behind backpressure. */
+const BACKPRESSURE_BYTES = 1024 * 1024;
+
+const transport: Transport<WebSocket> = {
+  runtime: "deno",
+  textAsString: true,
+  send(ws, data) {
+    // send() on a closing socket is silently discarded; report it as the drop it is.
+    if (ws.readyState !== WebSocket.OPEN) return 0;
+    ws.send(data as string | Uint8Array<ArrayBuffer>);
+    return ws.bufferedAmount > BACKPRESSURE_BYTES ? -1 : 1;
+  },
+  close(ws, code, reason) {
+    if (ws.readyState >= WebSocket.CLOSING) return;
+    try {
+      ws.close(code, reason);
+    } catch {
+      // Already gone (the peer closed between the check and here): nothing to send.
+    }
+  },
+};
+
+const { gw, app } = createGateway(config, transport);
+gw.setOpenFilesLimit(raiseOpenFilesLimit());
+
+function upgrade(req: Request, conn: Conn): Response {
+  let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
+  try {
+    // Deno sends a ping every idleTimeout seconds and closes a peer that misses the pong (0 disables), like Bun's sendPings.
+    upgraded = Deno.upgradeWebSocket(req, { idleTimeout: config.idleTimeoutS });
+  } catch {
+    return new Response("upgrade failed\n", { status: 400 });
+  }
+  const { socket, response } = upgraded;
+  socket.binaryType = "arraybuffer"; // the default Blob would need an async read per frame
+  socket.onopen = () => gw.open(conn, socket);
+  socket.onmessage = (e: MessageEvent<string | ArrayBuffer>) => {
+    const data = e.data;
+    if (typeof data === "string") gw.message(conn, data, false);
+    else gw.message(conn, new Uint8Array(data), true);
+  };
+  socket.onclose = () => gw.close(conn);
+  socket.onerror = () => {}; // onclose always follows; without a handler Deno reports it as uncaught
+  return response;
+}
+
+let listening!: (addr: Deno.NetAddr) => void;
+const listened = new Promise<Deno.NetAddr>((r) => (listening = r));
+
+const server = Deno.serve(
+  {
+    hostname: config.host,
+    port: config.port,
+    onListen: (addr) => listening(addr), // also silences Deno's own "Listening on" line
+    onError(err) {
+      log("error", "request failed", { error: String(err) });
+      return new Response("internal error\n", { status: 500 });
+    },
+  },
+  (req) => app.fetch(req, { upgrade }),
+);
+
+await gw.broker.start();
+const addr = await listened;
+logStart(gw, { host: config.host, port: addr.port });
+
+let stopping = false;
+async function drain() {
+  if (stopping) return;
+  stopping = true;
+  const force = setTimeout(() => {
+    log("warn", "drain timed out; exiting");
+    Deno.exit(0);
+  }, config.drainTimeoutMs);
+  // Upgrades are refused from here on. server.shutdown() would close the remaining sockets itself
+  // (1001 "Server shutting down") and waits for them, so ours go first and their close handshakes finish.
+  await gw.shutdown();
+  for (let i = 0; i < 50 && gw.metrics.connections > 0; i++) await sleep(20);
+  await Promise.race([server.shutdown(), sleep(1000)]);
+  clearTimeout(force);
+  log("info", "drained; exiting");
+  Deno.exit(0);
+}
+Deno.addSignalListener("SIGTERM", drain);
+Deno.addSignalListener("SIGINT", drain);
+
+function sleep(ms: number) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Each socket is a descriptor: raise the soft open-files limit to the hard one (Deno has no API; libc does). */
+function raiseOpenFilesLimit(): number {
+  const RLIMIT_NOFILE = 7;
+  try {
+    const libc = Deno.dlopen("libc.so.6", {
+      getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+      setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+    });
+    try {
+      const lim = new BigUint64Array(2); // { rlim_cur, rlim_max }
+      if (libc.symbols.getrlimit(RLIMIT_NOFILE, lim) !== 0) return 0;
+      if (lim[0] < lim[1]) {
+        lim[0] = lim[1];
+        libc.symbols.setrlimit(RLIMIT_NOFILE, lim);
+        libc.symbols.getrlimit(RLIMIT_NOFILE, lim);
+      }
+      return Number(lim[0]);
+    } finally {
+      libc.close();
+    }
+  } catch (err) {
+    // Without FFI the limit cannot be raised here (scripts/start.sh does it), but it can still be read.
+    try {
+      const line = Deno.readTextFileSync("/proc/self/limits").split("\n").find((l) => l.startsWith("Max open files"));
+      const soft = Number(line?.split(/\s{2,}/)[1]);
+      if (soft > 0) return soft;
+    } catch {
+      // fall through to the warning
+    }
+    log("warn", "could not read or raise the open-files limit", { error: String(err) });
+    return 0;
+  }
+}

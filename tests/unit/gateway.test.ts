@@ -1,0 +1,73 @@
+// The core against a recording transport and the embedded broker: fan-out, lifecycle,
+// limits, without any runtime in between.
+import { expect, test } from "bun:test";
+import { EmbeddedBroker } from "../../app/broker-embedded.ts";
+import { loadConfig } from "../../app/config.ts";
+import { type Conn, Gateway, type Transport } from "../../app/gateway.ts";
+
+type Sock = { sent: (string | Uint8Array)[]; closed?: number };
+
+function setup(env: Record<string, string> = {}) {
+  const transport: Transport<Sock> = {
+    runtime: "bun",
+    textAsString: true,
+    send: (ws, data) => (ws.closed ? 0 : (ws.sent.push(data), 1)),
+    close: (ws, code) => void (ws.closed = code),
+  };
+  const gw = new Gateway(loadConfig({ WSGATE_LOG_LEVEL: "error", ...env }), transport);
+  const broker = new EmbeddedBroker(gw.brokerHooks());
+  gw.broker = broker;
+  return { gw, broker };
+}
+
+async function connectAs(gw: Gateway, svc: string, user: string) {
+  const conn = gw.admit({ svc, user }) as Conn;
+  const ws: Sock = { sent: [] };
+  gw.open(conn, ws);
+  return { conn, ws };
+}
+
+test("fans a user's message out to each of the user's sockets only", async () => {
+  const { gw, broker } = setup();
+  await broker.start();
+  const a = await connectAs(gw, "s", "u1");
+  const b = await connectAs(gw, "s", "u1");
+  const c = await connectAs(gw, "s", "u2");
+  broker.publish("ws.recv.s.u1", new TextEncoder().encode("hi"));
+  expect(a.ws.sent).toEqual(["hi"]);
+  expect(b.ws.sent).toEqual(["hi"]);
+  expect(c.ws.sent).toEqual([]);
+  expect(gw.metrics.users).toBe(2);
+  gw.close(a.conn);
+  gw.close(b.conn);
+  expect(gw.metrics.users).toBe(1);
+  expect(gw.metrics.connections).toBe(1);
+});
+
+test("refuses upgrades before the broker ever connected", () => {
+  const { gw } = setup();
+  expect(gw.admit({ svc: "s", user: "u" })).toMatchObject({ status: 503, reason: "broker_down" });
+});
+
+test("closes an oversized client frame with 1009 and publishes nothing", async () => {
+  const { gw, broker } = setup({ WSGATE_MAX_MESSAGE_BYTES: "16" });
+  await broker.start();
+  const seen: Uint8Array[] = [];
+  broker.tap("ws.send.", (_s, d) => seen.push(d));
+  const a = await connectAs(gw, "s", "u");
+  gw.message(a.conn, "x".repeat(17), false);
+  expect(a.ws.closed).toBe(1009);
+  expect(seen.length).toBe(0);
+  gw.message(a.conn, "small", false);
+  expect(seen.length).toBe(1);
+});
+
+test("a full node opens then closes the socket with 1013", async () => {
+  const { gw, broker } = setup({ WSGATE_MAX_CONNECTIONS: "1" });
+  await broker.start();
+  await connectAs(gw, "s", "u1");
+  const second = await connectAs(gw, "s", "u2");
+  expect(second.ws.closed).toBe(1013);
+  expect(gw.metrics.refused.node_full).toBe(1);
+  expect(gw.metrics.connections).toBe(1);
+});
