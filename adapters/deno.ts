@@ -33,7 +33,7 @@ gw.setOpenFilesLimit(raiseOpenFilesLimit());
 function upgrade(req: Request, conn: Conn): Response {
   let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
   try {
-    // Deno sends a ping every idleTimeout seconds and closes a peer that misses the pong (0 disables), like Bun's sendPings.
+    // Deno pings the peer and closes it when no pong comes back within idleTimeout (0 disables): Bun's sendPings.
     upgraded = Deno.upgradeWebSocket(req, { idleTimeout: config.idleTimeoutS });
   } catch {
     return new Response("upgrade failed\n", { status: 400 });
@@ -51,27 +51,53 @@ function upgrade(req: Request, conn: Conn): Response {
   return response;
 }
 
+let stopping = false;
 let listening!: (addr: Deno.NetAddr) => void;
 const listened = new Promise<Deno.NetAddr>((r) => (listening = r));
+let server = serve(config.port, (addr) => listening(addr));
 
-const server = Deno.serve(
-  {
-    hostname: config.host,
-    port: config.port,
-    onListen: (addr) => listening(addr), // also silences Deno's own "Listening on" line
-    onError(err) {
-      log("error", "request failed", { error: String(err) });
-      return new Response("internal error\n", { status: 500 });
+/**
+ * Deno.serve gives up for good when accept() fails (EMFILE once every descriptor is taken):
+ * its accept loop ends and `finished` rejects. Sockets already open live on; listen again on
+ * the same port, with backoff while descriptors are still short, instead of dying unhandled.
+ */
+function serve(port: number, onListen: (addr: Deno.NetAddr) => void): Deno.HttpServer<Deno.NetAddr> {
+  const s = Deno.serve(
+    {
+      hostname: config.host,
+      port,
+      onListen, // also silences Deno's own "Listening on" line
+      onError(err) {
+        log("error", "request failed", { error: String(err) });
+        return new Response("internal error\n", { status: 500 });
+      },
     },
-  },
-  (req) => app.fetch(req, { upgrade }),
-);
+    (req) => app.fetch(req, { upgrade }),
+  );
+  s.finished.catch((err) => {
+    if (stopping) return;
+    log("error", "listener failed; listening again", { error: String(err) });
+    relisten(s.addr.port, 250);
+  });
+  return s;
+}
+
+function relisten(port: number, waitMs: number) {
+  setTimeout(() => {
+    if (stopping) return;
+    try {
+      server = serve(port, () => log("info", "listening again", { port }));
+    } catch (err) {
+      log("warn", "cannot listen yet; retrying", { port, retryInMs: waitMs, error: String(err) });
+      relisten(port, Math.min(waitMs * 2, 5_000));
+    }
+  }, waitMs);
+}
 
 await gw.broker.start();
 const addr = await listened;
 logStart(gw, { host: config.host, port: addr.port });
 
-let stopping = false;
 async function drain() {
   if (stopping) return;
   stopping = true;
@@ -95,7 +121,10 @@ function sleep(ms: number) {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Each socket is a descriptor: raise the soft open-files limit to the hard one (Deno has no API; libc does). */
+/**
+ * Each socket is a descriptor and Deno has no rlimit API: ask libc. Deno raises the soft limit to
+ * the hard one itself at start on Linux, so setrlimit is only a guard should that ever change.
+ */
 function raiseOpenFilesLimit(): number {
   const RLIMIT_NOFILE = 7;
   try {
@@ -116,7 +145,7 @@ function raiseOpenFilesLimit(): number {
       libc.close();
     }
   } catch (err) {
-    // Without FFI the limit cannot be raised here (scripts/start.sh does it), but it can still be read.
+    // No FFI or no glibc (musl): read the limit instead. Deno allows /proc/self only under --allow-all.
     try {
       const line = Deno.readTextFileSync("/proc/self/limits").split("\n").find((l) => l.startsWith("Max open files"));
       const soft = Number(line?.split(/\s{2,}/)[1]);

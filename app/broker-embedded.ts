@@ -22,7 +22,7 @@ export class EmbeddedBroker implements Broker {
 
   publish(subject: string, data: Uint8Array, headers?: Record<string, string>) {
     if (this.closed) throw new Error("embedded broker is closed");
-    if (this.interest.has(subject)) this.hooks.deliver(subject, data, parseFrameHint(headers?.[HEADER.frame]));
+    if (this.interest.has(subject)) this.hooks.deliver(subject, data, parseFrameHint(headers?.[HEADER.frame]), 0, 0);
     for (const tap of this.taps) if (subject.startsWith(tap.prefix)) tap.fn(subject, data, headers ?? {});
   }
 

@@ -28,7 +28,15 @@ export class NatsBroker implements Broker {
         return;
       }
       const h = msg.headers;
-      deliver(msg.subject, msg.data, h ? parseFrameHint(h.get(HEADER.frame, Match.IgnoreCase)) : undefined);
+      if (!h) return deliver(msg.subject, msg.data, undefined, 0, 0);
+      const seq = h.get("Nats-Sequence");
+      deliver(
+        msg.subject,
+        msg.data,
+        parseFrameHint(h.get(HEADER.frame, Match.IgnoreCase)),
+        seq ? Number(seq) : 0,
+        seq ? Number(h.get("Nats-Last-Sequence")) : 0,
+      );
     };
   }
 
@@ -65,8 +73,10 @@ export class NatsBroker implements Broker {
           await nc.close();
           return;
         }
-        this.nc = nc;
         log("info", "nats connected", { server: nc.getServer(), attempt });
+        await this.prepare(nc);
+        if (this.stopping) return;
+        this.nc = nc;
         this.hooks.rewatchAll();
         this.setState("connected");
         void this.watchStatus(nc);
@@ -84,14 +94,33 @@ export class NatsBroker implements Broker {
     }
   }
 
+  /** Retries the connection's preparation (mailbox streams) until it works or the connection goes. */
+  private async prepare(nc: NatsConnection) {
+    if (!this.hooks.prepare) return;
+    let wait = BACKOFF_MIN_MS;
+    for (;;) {
+      try {
+        await this.hooks.prepare(nc);
+        return;
+      } catch (err) {
+        if (this.stopping || nc.isClosed()) throw err;
+        log("error", "broker connected but not usable yet; retrying", { retryInMs: wait, error: String(err) });
+        await new Promise((r) => setTimeout(r, wait));
+        wait = Math.min(wait * 2, BACKOFF_MAX_MS);
+      }
+    }
+  }
+
   private async watchStatus(nc: NatsConnection) {
     for await (const s of nc.status()) {
       if (s.type === "disconnect") {
         log("warn", "nats disconnected; reconnecting", { server: s.server });
         this.setState("reconnecting");
       } else if (s.type === "reconnect") {
-        // nats.js re-sends every live subscription on reconnect.
+        // nats.js re-sends every live subscription on reconnect. The server may have
+        // lost its JetStream state, so the mailbox streams are ensured again.
         log("info", "nats reconnected", { server: s.server });
+        void this.prepare(nc).catch(() => {});
         this.setState("connected");
       } else if (s.type === "error") {
         log("warn", "nats error", { error: String(s.error) });

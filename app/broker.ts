@@ -4,8 +4,12 @@
 /** Frame type a service asked for with the `Ws-Frame` header, if any. */
 export type FrameHint = "text" | "binary" | undefined;
 
-/** Called for every message on a watched subject. One shared function, no per-message closures. */
-export type Deliver = (subject: string, data: Uint8Array, hint: FrameHint) => void;
+/**
+ * Called for every message on a watched subject. One shared function, no per-message closures.
+ * `seq` and `prev` are the mailbox stream's sequence and the user's previous sequence
+ * (Nats-Sequence, Nats-Last-Sequence); both 0 for messages that did not pass through it.
+ */
+export type Deliver = (subject: string, data: Uint8Array, hint: FrameHint, seq: number, prev: number) => void;
 
 export type BrokerState = "connecting" | "connected" | "reconnecting" | "closed";
 
@@ -26,6 +30,8 @@ export type BrokerHooks = {
   deliver: Deliver;
   /** A brand-new broker connection has no interest yet: the gateway re-watches every user. */
   rewatchAll: () => void;
+  /** Runs on each new connection before it counts as ready (the mailbox creates its streams). */
+  prepare?: (nc: unknown) => Promise<void>;
   onState: (state: BrokerState) => void;
 };
 

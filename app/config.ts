@@ -31,6 +31,14 @@ const EnvSchema = v.object({
   WSGATE_MAX_MESSAGE_BYTES: int("WSGATE_MAX_MESSAGE_BYTES", 16, 64 * 1024 * 1024, 64 * 1024),
   WSGATE_IDLE_TIMEOUT_S: int("WSGATE_IDLE_TIMEOUT_S", 0, 960, 120),
   WSGATE_DRAIN_TIMEOUT_MS: int("WSGATE_DRAIN_TIMEOUT_MS", 0, 600_000, 10_000),
+  WSGATE_MAILBOX: v.optional(v.picklist(["on", "off"], "WSGATE_MAILBOX must be on or off"), "on"),
+  WSGATE_MAILBOX_STREAM: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,32}$/, "WSGATE_MAILBOX_STREAM must match ^[A-Za-z0-9_-]{1,32}$")), "WSGATE"),
+  WSGATE_MAILBOX_MAX_AGE_S: int("WSGATE_MAILBOX_MAX_AGE_S", 1, 10 * 365 * 86_400, 7 * 86_400),
+  WSGATE_MAILBOX_MAX_PER_USER: int("WSGATE_MAILBOX_MAX_PER_USER", 1, 1_000_000_000, 1_000),
+  WSGATE_MAILBOX_MAX_BYTES: int("WSGATE_MAILBOX_MAX_BYTES", 1024, Number.MAX_SAFE_INTEGER, 10 * 1024 ** 3),
+  WSGATE_MAILBOX_REPLICAS: int("WSGATE_MAILBOX_REPLICAS", 1, 5, 1),
+  WSGATE_MAILBOX_CURSOR_FLUSH_MS: int("WSGATE_MAILBOX_CURSOR_FLUSH_MS", 10, 60_000, 1_000),
+  WSGATE_MAILBOX_CATCHUP_CONCURRENCY: int("WSGATE_MAILBOX_CATCHUP_CONCURRENCY", 1, 4_096, 128),
   WSGATE_LOG_LEVEL: v.optional(v.picklist(["debug", "info", "warn", "error"], "WSGATE_LOG_LEVEL must be one of debug, info, warn, error"), "info"),
 });
 
@@ -45,6 +53,18 @@ export type Config = {
   idleTimeoutS: number;
   drainTimeoutMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** durable per-user mailbox on JetStream; only with NATS */
+  mailbox: MailboxConfig | null;
+};
+
+export type MailboxConfig = {
+  stream: string;
+  maxAgeS: number;
+  maxPerUser: number;
+  maxBytes: number;
+  replicas: number;
+  cursorFlushMs: number;
+  catchupConcurrency: number;
 };
 
 export class ConfigError extends Error {}
@@ -76,6 +96,18 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     idleTimeoutS: e.WSGATE_IDLE_TIMEOUT_S,
     drainTimeoutMs: e.WSGATE_DRAIN_TIMEOUT_MS,
     logLevel: e.WSGATE_LOG_LEVEL,
+    mailbox:
+      e.NATS_URL && e.WSGATE_MAILBOX === "on"
+        ? {
+            stream: e.WSGATE_MAILBOX_STREAM,
+            maxAgeS: e.WSGATE_MAILBOX_MAX_AGE_S,
+            maxPerUser: e.WSGATE_MAILBOX_MAX_PER_USER,
+            maxBytes: e.WSGATE_MAILBOX_MAX_BYTES,
+            replicas: e.WSGATE_MAILBOX_REPLICAS,
+            cursorFlushMs: e.WSGATE_MAILBOX_CURSOR_FLUSH_MS,
+            catchupConcurrency: e.WSGATE_MAILBOX_CATCHUP_CONCURRENCY,
+          }
+        : null,
   };
 }
 

@@ -36,6 +36,12 @@ export class Metrics {
   brokerReconnects = 0;
   openFilesLimit = 0;
   draining = 0;
+  mailboxBacklogDelivered = 0;
+  mailboxCatchups = 0;
+  mailboxCatchupSeconds = 0;
+  mailboxCatchupErrors = 0;
+  mailboxGaps = 0;
+  mailboxDuplicates = 0;
 
   render(nodeId: string, runtime: string): string {
     const lines: string[] = [];
@@ -60,6 +66,16 @@ export class Metrics {
     put("wsgate_broker_reconnects_total", "counter", "Broker reconnections after a loss.", this.brokerReconnects);
     put("wsgate_open_files_limit", "gauge", "Effective soft limit on open files (each socket is one).", this.openFilesLimit);
     put("wsgate_draining", "gauge", "1 while the node drains for shutdown.", this.draining);
+    put("wsgate_mailbox_backlog_delivered_total", "counter", "Messages delivered from the mailbox stream (backlog and healed gaps).", this.mailboxBacklogDelivered);
+    lines.push(
+      "# HELP wsgate_mailbox_catchup_seconds Time to bring a user up to date from the mailbox.",
+      "# TYPE wsgate_mailbox_catchup_seconds summary",
+      `wsgate_mailbox_catchup_seconds_sum ${this.mailboxCatchupSeconds}`,
+      `wsgate_mailbox_catchup_seconds_count ${this.mailboxCatchups}`,
+    );
+    put("wsgate_mailbox_catchup_errors_total", "counter", "Catch-ups that failed and were retried.", this.mailboxCatchupErrors);
+    put("wsgate_mailbox_gaps_healed_total", "counter", "Breaks in a user's live sequence chain healed from the stream.", this.mailboxGaps);
+    put("wsgate_mailbox_duplicates_skipped_total", "counter", "Live messages already delivered from the stream, not sent again.", this.mailboxDuplicates);
     return lines.join("\n") + "\n";
   }
 }

@@ -4,6 +4,7 @@ import { NatsBroker } from "./broker-nats.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { Gateway, type Transport } from "./gateway.ts";
 import { log, setLogLevel } from "./log.ts";
+import { MailboxStore } from "./mailbox.ts";
 import { embeddedRoutes, routes } from "./routes.ts";
 
 export type { Conn, Transport } from "./gateway.ts";
@@ -26,6 +27,7 @@ export function configOrExit(env: Record<string, string | undefined>, exit: (cod
 export function createGateway(config: Config, transport: Transport) {
   setLogLevel(config.logLevel);
   const gw = new Gateway(config, transport);
+  if (config.mailbox) gw.enableMailbox(new MailboxStore(config.mailbox, gw.subjects));
   const hooks = gw.brokerHooks();
   const app = routes(gw);
   if (config.natsUrl) {
@@ -47,6 +49,7 @@ export function logStart(gw: Gateway, listening: { host: string; port: number })
     port: listening.port,
     node: c.nodeId,
     broker: c.natsUrl ? `nats ${c.natsUrl}` : "embedded (single node, no NATS)",
+    mailbox: c.mailbox ? `on (stream ${c.mailbox.stream}, ${c.mailbox.maxPerUser}/user, ${c.mailbox.maxAgeS}s)` : "off",
     subjects: `${c.prefix}.send.<svc>.<user> / ${c.prefix}.recv.<svc>.<user>`,
     openFilesLimit: gw.metrics.openFilesLimit,
     maxConnections: c.maxConnections,

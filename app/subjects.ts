@@ -7,16 +7,28 @@ export type Subjects = {
   send(svc: string, user: string): string;
   /** services → client */
   recv(svc: string, user: string): string;
-  /** length of `<prefix>.recv.`, to recover the user key from a delivered subject */
-  recvPrefixLength: number;
+  /** services → client, as republished by the mailbox stream with its sequence headers */
+  live(svc: string, user: string): string;
+  /** where the mailbox keeps how far delivery to a user got */
+  cursor(svc: string, user: string): string;
+  /** every subject the mailbox stream captures */
+  recvAll: string;
+  liveAll: string;
+  cursorAll: string;
 };
 
 export function subjects(prefix: string): Subjects {
   const send = `${prefix}.send.`;
   const recv = `${prefix}.recv.`;
+  const live = `${prefix}.live.`;
+  const cursor = `${prefix}.cursor.`;
   return {
     send: (svc, user) => send + svc + "." + user,
     recv: (svc, user) => recv + svc + "." + user,
-    recvPrefixLength: recv.length,
+    live: (svc, user) => live + svc + "." + user,
+    cursor: (svc, user) => cursor + svc + "." + user,
+    recvAll: recv + ">",
+    liveAll: live + ">",
+    cursorAll: cursor + ">",
   };
 }

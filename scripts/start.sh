@@ -20,6 +20,6 @@ case "$runtime" in
         --outfile dist/node-uws.mjs >/dev/null
     fi
     exec node dist/node-uws.mjs ;;
-  deno) exec "$bin/deno" run --quiet --allow-net --allow-env --allow-read --allow-sys --allow-ffi adapters/deno.ts ;;
+  deno) exec "$bin/deno" run --quiet --allow-net --allow-env --allow-ffi adapters/deno.ts ;;
   *) echo "usage: scripts/start.sh [bun|node|deno]" >&2; exit 2 ;;
 esac

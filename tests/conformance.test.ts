@@ -25,7 +25,7 @@ for (const runtime of RUNTIMES) {
   describe(`${runtime}: NATS mode`, () => {
     let gw: Gateway;
     beforeAll(async () => {
-      gw = await startGateway(runtime, { env: { NATS_URL: nats.url } });
+      gw = await startGateway(runtime, { env: { NATS_URL: nats.url, WSGATE_MAILBOX: "off" } });
       await waitFor("readyz 200", async () => (await fetch(`${gw.http}/readyz`)).status === 200);
     });
     afterAll(async () => {
@@ -187,7 +187,7 @@ for (const runtime of RUNTIMES) {
     });
 
     test("SIGTERM drains: clients get 1001, the process exits 0", async () => {
-      const other = await startGateway(runtime, { env: { NATS_URL: nats.url } });
+      const other = await startGateway(runtime, { env: { NATS_URL: nats.url, WSGATE_MAILBOX: "off" } });
       const c = await wsPackageClient(other.ws, { Cookie: cookie(`conf-${runtime}`, "frank") });
       const code = await other.stop("SIGTERM");
       expect((await c.closed).code).toBe(1001);

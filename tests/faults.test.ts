@@ -11,7 +11,7 @@ for (const runtime of RUNTIMES) {
   describe(`${runtime}: faults`, () => {
     test("NATS unreachable at start: retries with backoff, 503 until connected, then serves", async () => {
       const port = await freePort();
-      const gw = await startGateway(runtime, { env: { NATS_URL: `nats://127.0.0.1:${port}` }, waitReady: false });
+      const gw = await startGateway(runtime, { env: { NATS_URL: `nats://127.0.0.1:${port}`, WSGATE_MAILBOX: "off" }, waitReady: false });
       try {
         await waitFor("retry log line", () => gw.output().includes("nats unreachable; retrying"));
         const r = await fetch(`${gw.http}/readyz`);
@@ -40,7 +40,7 @@ for (const runtime of RUNTIMES) {
 
     test("NATS restarted under connected clients: they stay connected and their subscriptions come back", async () => {
       const nats = await startNats();
-      const gw = await startGateway(runtime, { env: { NATS_URL: nats.url } });
+      const gw = await startGateway(runtime, { env: { NATS_URL: nats.url, WSGATE_MAILBOX: "off" } });
       try {
         const c = await bunClient(gw.ws, { Cookie: cookie("f", "survivor") });
         let closedEarly = false;

@@ -13,7 +13,7 @@ let b: Gateway;
 beforeAll(async () => {
   nats = await startNats();
   nc = await connect({ servers: nats.url });
-  [a, b] = await Promise.all([startGateway("bun", { env: { NATS_URL: nats.url } }), startGateway("bun", { env: { NATS_URL: nats.url } })]);
+  [a, b] = await Promise.all([startGateway("bun", { env: { NATS_URL: nats.url, WSGATE_MAILBOX: "off" } }), startGateway("bun", { env: { NATS_URL: nats.url, WSGATE_MAILBOX: "off" } })]);
 });
 
 afterAll(async () => {

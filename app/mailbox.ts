@@ -1,0 +1,119 @@
+// The durable per-user mailbox on JetStream, without a consumer per user:
+//  - one stream keeps every `<prefix>.recv.<svc>.<user>` message (limits retention) and
+//    republishes it on `<prefix>.live.<svc>.<user>` with Nats-Sequence/Nats-Last-Sequence;
+//  - a node serving a user holds one core subscription on the live subject;
+//  - catch-up and gap healing read one user's messages with direct gets by subject;
+//  - how far delivery got is kept per user on `<prefix>.cursor.<svc>.<user>` in a
+//    second stream holding one message per subject (a KV bucket in all but name).
+import { jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { MailboxConfig } from "./config.ts";
+import type { Subjects } from "./subjects.ts";
+
+const NS_PER_S = 1_000_000_000;
+/** JetStream API call timeout: a reconnect storm must fail fast and retry, not pile up. */
+const API_TIMEOUT_MS = 5_000;
+
+export class MailboxStore {
+  private jsm: JetStreamManager | null = null;
+  private nc: NatsConnection | null = null;
+  readonly cursorStream: string;
+
+  constructor(
+    readonly config: MailboxConfig,
+    private subjects: Subjects,
+  ) {
+    this.cursorStream = `${config.stream}_CURSORS`;
+  }
+
+  /** Creates or updates both streams on a (new) connection; throws with a clear reason. */
+  async attach(nc: NatsConnection): Promise<void> {
+    const jsm = await jetstreamManager(nc, { timeout: API_TIMEOUT_MS }).catch((err) => {
+      throw new Error(`JetStream is not available on this NATS server (start nats-server with -js, or set WSGATE_MAILBOX=off): ${err}`);
+    });
+    const c = this.config;
+    await upsert(jsm, {
+      name: c.stream,
+      subjects: [this.subjects.recvAll],
+      retention: "limits",
+      storage: "file",
+      discard: "old",
+      num_replicas: c.replicas,
+      max_age: c.maxAgeS * NS_PER_S,
+      max_msgs_per_subject: c.maxPerUser,
+      max_bytes: c.maxBytes,
+      allow_direct: true,
+      republish: { src: this.subjects.recvAll, dest: this.subjects.liveAll },
+    });
+    await upsert(jsm, {
+      name: this.cursorStream,
+      subjects: [this.subjects.cursorAll],
+      retention: "limits",
+      storage: "file",
+      discard: "old",
+      num_replicas: c.replicas,
+      // A cursor outlives the messages it points past, so an expired cursor never
+      // makes a user's still-kept backlog look undelivered.
+      max_age: 2 * c.maxAgeS * NS_PER_S,
+      max_msgs_per_subject: 1,
+      allow_direct: true,
+    });
+    this.jsm = jsm;
+    this.nc = nc;
+  }
+
+  /** Last stream sequence delivered to the user, 0 when none was recorded. */
+  async loadCursor(svcUser: string): Promise<number> {
+    const m = await this.api().direct.getMessage(this.cursorStream, { last_by_subj: this.subjects.cursorAll.slice(0, -1) + svcUser });
+    if (!m) return 0;
+    const n = Number(new TextDecoder().decode(m.data));
+    return Number.isSafeInteger(n) && n > 0 ? n : 0;
+  }
+
+  /** Fire-and-forget: cursors are written in batches and a lost write means redelivery, not loss. */
+  saveCursor(svcUser: string, seq: number): void {
+    this.nc?.publish(this.subjects.cursorAll.slice(0, -1) + svcUser, String(seq));
+  }
+
+  /** The user's first kept message at or after `fromSeq`, or null when there is none. */
+  next(svcUser: string, fromSeq: number): Promise<StoredMsg | null> {
+    return this.api().direct.getMessage(this.config.stream, { seq: fromSeq, next_by_subj: this.subjects.recvAll.slice(0, -1) + svcUser });
+  }
+
+  private api(): JetStreamManager {
+    if (!this.jsm) throw new Error("mailbox streams are not ready");
+    return this.jsm;
+  }
+}
+
+async function upsert(jsm: JetStreamManager, cfg: Record<string, unknown>) {
+  const name = cfg.name as string;
+  try {
+    await jsm.streams.info(name);
+  } catch {
+    await jsm.streams.add(cfg as never);
+    return;
+  }
+  await jsm.streams.update(name, cfg as never);
+}
+
+/** Bounds concurrent catch-ups so a reconnect storm cannot flood the JetStream API. */
+export class Limiter {
+  private active = 0;
+  private waiting: (() => void)[] = [];
+  constructor(private max: number) {}
+
+  acquire(): Promise<void> {
+    if (this.active < this.max) {
+      this.active++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.active--;
+  }
+}
