@@ -4,6 +4,7 @@ import type { ServerWebSocket } from "bun";
 import { dlopen, FFIType } from "bun:ffi";
 import { type Conn, configOrExit, createGateway, logStart, type Transport } from "../app/server.ts";
 import { log } from "../app/log.ts";
+import { guardAccept } from "./accept-guard.ts";
 
 const config = configOrExit(process.env, (code) => process.exit(code));
 
@@ -15,9 +16,10 @@ const transport: Transport<ServerWebSocket<Conn>> = {
 };
 
 const { gw, app } = createGateway(config, transport);
-gw.setOpenFilesLimit(raiseOpenFilesLimit());
+const fdLimit = raiseOpenFilesLimit();
+gw.setOpenFilesLimit(fdLimit);
 
-const server = Bun.serve<Conn>({
+const options: Bun.ServeOptions & { websocket: Bun.WebSocketHandler<Conn> } = {
   port: config.port,
   hostname: config.host,
   fetch(req, srv) {
@@ -40,12 +42,27 @@ const server = Bun.serve<Conn>({
     log("error", "request failed", { error: String(err) });
     return new Response("internal error\n", { status: 500 });
   },
-});
+};
+let server = Bun.serve<Conn>(options as never);
+const port = server.port!;
 
 await gw.broker.start();
-logStart(gw, { host: config.host, port: server.port! });
+logStart(gw, { host: config.host, port });
 
 let stopping = false;
+guardAccept(fdLimit, {
+  // A stopped server keeps serving its open sockets; a new one takes over listening.
+  pause: () => server.stop(false),
+  resume() {
+    try {
+      server = Bun.serve<Conn>({ ...options, port } as never);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  stopping: () => stopping,
+});
 async function drain() {
   if (stopping) return;
   stopping = true;

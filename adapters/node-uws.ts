@@ -7,6 +7,7 @@ import uWS from "@trufflesuite/uws-js-unofficial";
 import type { HttpRequest, HttpResponse, us_listen_socket, us_socket_context_t, WebSocket } from "@trufflesuite/uws-js-unofficial";
 import { type Conn, configOrExit, createGateway, logStart, type Transport } from "../app/server.ts";
 import { log } from "../app/log.ts";
+import { guardAccept } from "./accept-guard.ts";
 
 /** uWS copies these properties onto the socket object, so keep exactly one. */
 type Data = { conn: Conn };
@@ -38,7 +39,8 @@ const transport: Transport<WS | null> = {
 };
 
 const { gw, app } = createGateway(config, transport);
-gw.setOpenFilesLimit(openFilesLimit());
+const fdLimit = openFilesLimit();
+gw.setOpenFilesLimit(fdLimit);
 
 /** Per HTTP response: uWS forbids touching `res` once aborted or ended. */
 type Pending = {
@@ -280,7 +282,20 @@ if (!listenSocket) {
 }
 
 await gw.broker.start();
-logStart(gw, { host: config.host, port: uWS.us_socket_local_port(listenSocket as never) });
+const port = uWS.us_socket_local_port(listenSocket as never);
+logStart(gw, { host: config.host, port });
+
+guardAccept(fdLimit, {
+  pause() {
+    if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+    listenSocket = false;
+  },
+  resume() {
+    server.listen(config.host, port, (s) => (listenSocket = s));
+    return !!listenSocket;
+  },
+  stopping: () => stopping,
+});
 
 let stopping = false;
 async function drain() {

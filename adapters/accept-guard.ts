@@ -1,0 +1,41 @@
+// Shared by the Bun and Node-uWS adapters (both run uSockets, and both accept Node's
+// process and fs APIs). uSockets retries a failed accept() at once, so when every
+// descriptor is taken the listen socket stays readable and the event loop spins a whole
+// core. Notice it cheaply (CPU use), confirm by counting descriptors, and stop listening
+// until enough are free again: the kernel refuses new connections meanwhile and open
+// sockets carry on.
+import { readdirSync } from "node:fs";
+import { log } from "../app/log.ts";
+
+const EVERY_MS = 250;
+
+export function guardAccept(limit: number, listener: { pause(): void; resume(): boolean; stopping(): boolean }): void {
+  if (limit <= 0) return;
+  let paused = false;
+  let mark = process.cpuUsage();
+  setInterval(() => {
+    if (listener.stopping()) return;
+    const cpu = process.cpuUsage(mark);
+    mark = process.cpuUsage();
+    const busy = (cpu.user + cpu.system) / 1000 / EVERY_MS;
+    if (!paused && busy < 0.5) return;
+    const open = openDescriptors(limit);
+    if (!paused && open >= limit - 4) {
+      listener.pause();
+      paused = true;
+      log("warn", "open-files limit reached; not accepting until descriptors free up", { open, limit });
+    } else if (paused && open < limit - 24 && listener.resume()) {
+      paused = false;
+      log("info", "accepting connections again", { open, limit });
+    }
+  }, EVERY_MS).unref();
+}
+
+/** Descriptors in use; reading the count itself needs one, so failing to read means none is left. */
+function openDescriptors(limit: number): number {
+  try {
+    return readdirSync("/proc/self/fd").length;
+  } catch {
+    return limit;
+  }
+}
