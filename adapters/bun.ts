@@ -2,7 +2,8 @@
 // socket events call the Gateway directly with the socket's one data object.
 import type { ServerWebSocket } from "bun";
 import { dlopen, FFIType } from "bun:ffi";
-import { type Conn, configOrExit, createGateway, logStart, type Transport } from "../app/server.ts";
+import { readFileSync } from "node:fs";
+import { type Conn, configOrExit, createGateway, logStart, secretsOrExit, type Transport } from "../app/server.ts";
 import { log } from "../app/log.ts";
 import { guardAccept } from "./accept-guard.ts";
 
@@ -13,37 +14,46 @@ const transport: Transport<ServerWebSocket<Conn>> = {
   textAsString: true,
   send: (ws, data, text) => (text ? ws.sendText(data as string) : ws.sendBinary(data as Uint8Array)),
   close: (ws, code, reason) => ws.close(code, reason),
+  buffered: (ws) => ws.getBufferedAmount(),
+  terminate: (ws) => ws.terminate(),
 };
 
-const { gw, app } = createGateway(config, transport);
+const secrets = await secretsOrExit(config, (path) => readFileSync(path, "utf8"), (code) => process.exit(code));
+const { gw, app } = createGateway(config, transport, secrets);
 const fdLimit = raiseOpenFilesLimit();
 gw.setOpenFilesLimit(fdLimit);
 
-const options: Bun.ServeOptions & { websocket: Bun.WebSocketHandler<Conn> } = {
-  port: config.port,
-  hostname: config.host,
-  fetch(req, srv) {
-    return app.fetch(req, {
-      upgrade: (r: Request, conn: Conn) =>
-        srv.upgrade(r, { data: conn })
-          ? (undefined as unknown as Response) // Bun owns the socket now; no response is written.
-          : new Response("upgrade failed\n", { status: 400 }),
-    });
-  },
-  websocket: {
-    maxPayloadLength: config.maxMessageBytes,
-    idleTimeout: config.idleTimeoutS,
-    sendPings: true,
-    open: (ws) => gw.open(ws.data, ws),
-    message: (ws, message) => gw.message(ws.data, message, typeof message !== "string"),
-    close: (ws) => gw.close(ws.data),
-  },
-  error(err) {
-    log("error", "request failed", { error: String(err) });
-    return new Response("internal error\n", { status: 500 });
-  },
-};
-let server = Bun.serve<Conn>(options as never);
+// A function so the accept guard can listen again after pausing, with the same handlers.
+const serve = (port: number) =>
+  Bun.serve<Conn>({
+    port,
+    hostname: config.host,
+    tls: secrets.tls ?? undefined,
+    fetch(req, srv) {
+      return app.fetch(req, {
+        upgrade: (r: Request, conn: Conn) =>
+          srv.upgrade(r, { data: conn })
+            ? (undefined as unknown as Response) // Bun owns the socket now; no response is written.
+            : new Response("upgrade failed\n", { status: 400 }),
+      });
+    },
+    websocket: {
+      maxPayloadLength: config.maxMessageBytes,
+      idleTimeout: config.idleTimeoutS,
+      sendPings: true,
+      // Past the limit Bun drops the frame and the gateway closes the socket with 4002 (slow consumer).
+      backpressureLimit: config.maxBufferedBytes,
+      closeOnBackpressureLimit: false,
+      open: (ws) => gw.open(ws.data, ws),
+      message: (ws, message) => gw.message(ws.data, message, typeof message !== "string"),
+      close: (ws, code) => gw.close(ws.data, code),
+    },
+    error(err) {
+      log("error", "request failed", { error: String(err) });
+      return new Response("internal error\n", { status: 500 });
+    },
+  });
+let server = serve(config.port);
 const port = server.port!;
 
 await gw.broker.start();
@@ -55,7 +65,7 @@ guardAccept(fdLimit, {
   pause: () => server.stop(false),
   resume() {
     try {
-      server = Bun.serve<Conn>({ ...options, port } as never);
+      server = serve(port);
       return true;
     } catch {
       return false;

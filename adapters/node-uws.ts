@@ -291,7 +291,9 @@ guardAccept(fdLimit, {
     listenSocket = false;
   },
   resume() {
-    server.listen(config.host, port, (s) => (listenSocket = s));
+    server.listen(config.host, port, (s) => {
+      listenSocket = s;
+    });
     return !!listenSocket;
   },
   stopping: () => stopping,

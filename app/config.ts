@@ -13,7 +13,96 @@ const int = (name: string, min: number, max: number, dflt: number) =>
     v.maxValue(max, `${name} must be at most ${max}`),
   );
 
+/** Production identity, access and abuse limits (issue 4); defaults are the README's. */
+const SECURITY_ENV = {
+  WSGATE_JWT_SECRET: v.optional(v.pipe(v.string(), v.minLength(32, "WSGATE_JWT_SECRET must be at least 32 characters (HS256 needs a 256-bit secret)"))),
+  WSGATE_JWT_PUBLIC_KEY: v.optional(v.pipe(v.string(), v.minLength(1, "WSGATE_JWT_PUBLIC_KEY must be a file path"))),
+  WSGATE_JWT_COOKIE: v.optional(
+    v.pipe(v.string(), v.regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/, "WSGATE_JWT_COOKIE must be a cookie name (RFC 6265 token, at most 64 characters)")),
+    "token",
+  ),
+  WSGATE_JWT_QUERY_PARAM: v.optional(
+    v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "WSGATE_JWT_QUERY_PARAM must be a parameter name of A-Z a-z 0-9 _ . - or off")),
+    "access_token",
+  ),
+  WSGATE_JWT_AUDIENCE: v.optional(v.pipe(v.string(), v.regex(/^[^,\s]+(,[^,\s]+)*$/, "WSGATE_JWT_AUDIENCE must be a comma-separated list without spaces"))),
+  WSGATE_JWT_ISSUER: v.optional(v.pipe(v.string(), v.regex(/^\S+$/, "WSGATE_JWT_ISSUER must not contain spaces"))),
+  WSGATE_JWT_LEEWAY_S: int("WSGATE_JWT_LEEWAY_S", 0, 300, 5),
+  WSGATE_ALLOWED_ORIGINS: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(
+        /^(https?|wss?):\/\/(\*\.)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?(,(https?|wss?):\/\/(\*\.)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?)*$/,
+        "WSGATE_ALLOWED_ORIGINS must be a comma-separated list of origins like https://app.example.com or https://*.example.com",
+      ),
+    ),
+  ),
+  WSGATE_PUBLISH_TOKEN: v.optional(v.pipe(v.string(), v.minLength(16, "WSGATE_PUBLISH_TOKEN must be at least 16 characters"))),
+  WSGATE_MAX_MSGS_PER_SEC: int("WSGATE_MAX_MSGS_PER_SEC", 0, 1_000_000, 100),
+  WSGATE_MSG_BURST: v.optional(int("WSGATE_MSG_BURST", 1, 10_000_000, 1)),
+  WSGATE_MAX_CONNS_PER_USER: int("WSGATE_MAX_CONNS_PER_USER", 0, 1_000_000, 32),
+  WSGATE_MAX_UPGRADES_PER_SEC: int("WSGATE_MAX_UPGRADES_PER_SEC", 0, 1_000_000, 5_000),
+  WSGATE_MAX_BUFFERED_BYTES: int("WSGATE_MAX_BUFFERED_BYTES", 64 * 1024, 1024 ** 3, 1024 * 1024),
+  WSGATE_TLS_CERT: v.optional(v.pipe(v.string(), v.minLength(1))),
+  WSGATE_TLS_KEY: v.optional(v.pipe(v.string(), v.minLength(1))),
+};
+
+export type SecurityConfig = {
+  /** HS256 secret; production mode */
+  jwtSecret: string | undefined;
+  /** PEM or JWKS file path (EdDSA, ES256, RS256); production mode */
+  jwtPublicKey: string | undefined;
+  jwtCookie: string;
+  /** null: tokens in the URL are not accepted */
+  jwtQueryParam: string | null;
+  jwtAudience: string[] | undefined;
+  jwtIssuer: string | undefined;
+  jwtLeewayS: number;
+  /** undefined: any Origin is accepted */
+  allowedOrigins: string[] | undefined;
+  publishToken: string | undefined;
+  /** per connection; 0 = unlimited */
+  maxMsgsPerSec: number;
+  msgBurst: number;
+  /** per (svc, user) on this node; 0 = unlimited */
+  maxConnsPerUser: number;
+  /** per node; 0 = unlimited */
+  maxUpgradesPerSec: number;
+  /** per connection: past it the socket is closed as a slow consumer */
+  maxBufferedBytes: number;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+};
+
+function securityConfig(e: v.InferOutput<v.ObjectSchema<typeof SECURITY_ENV, undefined>>): SecurityConfig {
+  if (e.WSGATE_JWT_SECRET && e.WSGATE_JWT_PUBLIC_KEY) {
+    throw new ConfigError("config: WSGATE_JWT_SECRET and WSGATE_JWT_PUBLIC_KEY rejected: set one of them, not both");
+  }
+  if (!e.WSGATE_TLS_CERT !== !e.WSGATE_TLS_KEY) {
+    throw new ConfigError(`config: ${e.WSGATE_TLS_CERT ? "WSGATE_TLS_KEY" : "WSGATE_TLS_CERT"}="" rejected: WSGATE_TLS_CERT and WSGATE_TLS_KEY go together`);
+  }
+  return {
+    jwtSecret: e.WSGATE_JWT_SECRET,
+    jwtPublicKey: e.WSGATE_JWT_PUBLIC_KEY,
+    jwtCookie: e.WSGATE_JWT_COOKIE,
+    jwtQueryParam: e.WSGATE_JWT_QUERY_PARAM === "off" ? null : e.WSGATE_JWT_QUERY_PARAM,
+    jwtAudience: e.WSGATE_JWT_AUDIENCE?.split(","),
+    jwtIssuer: e.WSGATE_JWT_ISSUER,
+    jwtLeewayS: e.WSGATE_JWT_LEEWAY_S,
+    allowedOrigins: e.WSGATE_ALLOWED_ORIGINS?.split(","),
+    publishToken: e.WSGATE_PUBLISH_TOKEN,
+    maxMsgsPerSec: e.WSGATE_MAX_MSGS_PER_SEC,
+    msgBurst: e.WSGATE_MSG_BURST ?? Math.max(1, 2 * e.WSGATE_MAX_MSGS_PER_SEC),
+    maxConnsPerUser: e.WSGATE_MAX_CONNS_PER_USER,
+    maxUpgradesPerSec: e.WSGATE_MAX_UPGRADES_PER_SEC,
+    maxBufferedBytes: e.WSGATE_MAX_BUFFERED_BYTES,
+    tlsCert: e.WSGATE_TLS_CERT,
+    tlsKey: e.WSGATE_TLS_KEY,
+  };
+}
+
 const EnvSchema = v.object({
+  ...SECURITY_ENV,
   PORT: int("PORT", 0, 65535, 8080),
   HOST: v.optional(v.pipe(v.string(), v.minLength(1, "HOST must not be empty")), "0.0.0.0"),
   NATS_URL: v.optional(
@@ -42,7 +131,7 @@ const EnvSchema = v.object({
   WSGATE_LOG_LEVEL: v.optional(v.picklist(["debug", "info", "warn", "error"], "WSGATE_LOG_LEVEL must be one of debug, info, warn, error"), "info"),
 });
 
-export type Config = {
+export type Config = SecurityConfig & {
   port: number;
   host: string;
   natsUrl: string | undefined;
@@ -82,10 +171,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const issue = result.issues[0];
     const name = issue.path?.[0]?.key ?? "environment";
     const value = input[name as string];
-    throw new ConfigError(`config: ${String(name)}=${JSON.stringify(value ?? "")} rejected: ${issue.message}`);
+    // Secrets must not end up in logs, even when they are wrong.
+    const shown = /SECRET|TOKEN/.test(String(name)) ? "<hidden>" : JSON.stringify(value ?? "");
+    throw new ConfigError(`config: ${String(name)}=${shown} rejected: ${issue.message}`);
   }
   const e = result.output;
   return {
+    ...securityConfig(e),
     port: e.PORT,
     host: e.HOST,
     natsUrl: e.NATS_URL,

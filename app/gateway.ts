@@ -9,10 +9,14 @@ import { CLOSE, type CloseCode } from "./close-codes.ts";
 import type { Config } from "./config.ts";
 import type { Identity } from "./identity.ts";
 import { log } from "./log.ts";
+import { Deadlines } from "./deadlines.ts";
+import { overBuffer, takeMessage } from "./limits.ts";
 import { Limiter, MailboxStore } from "./mailbox.ts";
+import type { Security } from "./security.ts";
 import { Metrics } from "./metrics.ts";
 import { subjects } from "./subjects.ts";
 import { isUtf8 } from "./utf8.ts";
+import { errorFrame, messageFrame } from "./envelope.ts";
 
 /** Send outcome as the runtimes report it: >0 sent, -1 queued behind backpressure, 0 dropped. */
 export type SendStatus = number;
@@ -24,6 +28,10 @@ export interface Transport<WS = any> {
   readonly textAsString: boolean;
   send(ws: WS, data: Uint8Array | string, text: boolean): SendStatus;
   close(ws: WS, code: number, reason: string): void;
+  /** Unsent bytes queued on the socket; without it slow consumers cannot be detected. */
+  buffered?(ws: WS): number;
+  /** Drops the socket at once, no close handshake: the peer never answered one. */
+  terminate?(ws: WS): void;
 }
 
 /** The one small plain object each socket carries. */
@@ -33,8 +41,21 @@ export type Conn = {
   user: UserEntry | null;
   /** identity between the upgrade decision and open */
   pending: Identity | null;
-  /** set when the socket is to be closed right after it opens (node full) */
+  /** why the socket is being closed (or is to be closed right after it opens, node full); nothing more is sent */
   refuse: CloseCode | null;
+  /** message-rate token bucket (limits.ts): frames left, and the gateway second they were counted at */
+  budget: number;
+  budgetAt: number;
+  /** gateway second of the next time-driven close (token expiry, close grace); 0 = none (deadlines.ts) */
+  deadline: number;
+  /** index in that second's bucket; -1 = none */
+  slot: number;
+  /** the client chose the wsgate.v1 envelope (subprotocol) */
+  envelope: boolean;
+  /** envelope + mailbox: last stream sequence sent on this socket, the resume floor */
+  seq: number;
+  /** envelope + mailbox: messages held until the client says where to resume; null when live */
+  held: Held[] | null;
 };
 
 type UserEntry = {
@@ -54,8 +75,14 @@ type Held = { data: Uint8Array; hint: FrameHint; seq: number; prev: number };
 /** Live messages held per user during a catch-up; past it they are re-read from the stream. */
 const HOLD_MAX = 1_000;
 
+/** How long an envelope socket's messages wait for its resume frame before flowing anyway. */
+const RESUME_WAIT_MS = 2_000;
+
 /** Keep this many descriptors free for NATS, listeners, logs and in-flight accepts. */
 const FD_RESERVE = 64;
+
+/** Seconds a peer gets to finish a close handshake before its socket is cut. */
+const CLOSE_GRACE_S = 2;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -68,12 +95,18 @@ export class Gateway {
   private draining = false;
   private everConnected = false;
   broker!: Broker;
+  readonly deadlines = new Deadlines((conn) => this.due(conn));
+  /** identity, Origin, service token, upgrade rate: set by createGateway */
+  security!: Security;
   /** set in NATS mode with the mailbox on */
   mailbox: MailboxStore | null = null;
   private catchups!: Limiter;
   /** users whose delivery cursor moved since the last flush */
   private dirty = new Set<UserEntry>();
   private flushTimer: ReturnType<typeof setInterval> | null = null;
+  /** envelope sockets waiting for their resume frame, with when they opened */
+  private awaitingResume = new Map<Conn, number>();
+  private resumeSweep: ReturnType<typeof setInterval> | null = null;
 
   constructor(
     readonly config: Config,
@@ -130,7 +163,7 @@ export class Gateway {
   }
 
   /** Decides an upgrade. Returns the connection to attach, or why it is refused. */
-  admit(identity: Identity): Conn | { status: number; reason: "draining" | "broker_down"; error: string } {
+  admit(identity: Identity, envelope = false): Conn | { status: number; reason: "draining" | "broker_down" | "user_full"; error: string } {
     if (this.draining) {
       this.metrics.refused.draining++;
       return { status: 503, reason: "draining", error: "node is draining; connect to another node" };
@@ -141,7 +174,25 @@ export class Gateway {
       this.metrics.refused.broker_down++;
       return { status: 503, reason: "broker_down", error: "broker not connected yet; retry shortly" };
     }
-    const conn: Conn = { id: this.nextConnId++, ws: null, user: null, pending: identity, refuse: null };
+    const max = this.config.maxConnsPerUser;
+    if (max > 0 && (this.users.get(this.keyOf(identity))?.conns.length ?? 0) >= max) {
+      this.metrics.refused.user_full++;
+      return { status: 429, reason: "user_full", error: `this user already holds ${max} connections on this node (WSGATE_MAX_CONNS_PER_USER)` };
+    }
+    const conn: Conn = {
+      id: this.nextConnId++,
+      ws: null,
+      user: null,
+      pending: identity,
+      refuse: null,
+      budget: this.config.msgBurst,
+      budgetAt: 0,
+      deadline: 0,
+      slot: -1,
+      envelope,
+      seq: 0,
+      held: null,
+    };
     const fdCap = this.metrics.openFilesLimit > 0 ? this.metrics.openFilesLimit - FD_RESERVE : Infinity;
     if (this.metrics.connections >= this.config.maxConnections) {
       this.metrics.refused.node_full++;
@@ -163,8 +214,14 @@ export class Gateway {
     }
     const id = conn.pending!;
     conn.pending = null;
-    const key = this.mailbox ? this.subjects.live(id.svc, id.user) : this.subjects.recv(id.svc, id.user);
+    const key = this.keyOf(id);
     let entry = this.users.get(key);
+    // Upgrades of one user that were admitted together can still overshoot the cap.
+    if (entry && this.config.maxConnsPerUser > 0 && entry.conns.length >= this.config.maxConnsPerUser) {
+      this.metrics.refused.user_full++;
+      this.transport.close(ws, CLOSE.USER_FULL.code, CLOSE.USER_FULL.reason);
+      return;
+    }
     if (!entry) {
       entry = { key, send: this.subjects.send(id.svc, id.user), conns: [], handle: null, lastSeq: -1, held: null };
       // Interest first, then the backlog: a message stored after this point arrives live
@@ -179,11 +236,32 @@ export class Gateway {
     }
     entry.conns.push(conn);
     conn.user = entry;
+    if (conn.envelope && this.mailbox) {
+      // Nothing goes out until the client says where it is (a resume frame) or
+      // RESUME_WAIT_MS passes: sending first would force later messages out of order.
+      conn.held = [];
+      this.awaitingResume.set(conn, Date.now());
+      this.resumeSweep ??= setInterval(() => this.sweepResumes(), RESUME_WAIT_MS / 2);
+    }
+    conn.budgetAt = this.deadlines.now();
+    if (id.exp !== undefined) this.deadlines.set(conn, this.deadlines.fromEpoch(id.exp + this.config.jwtLeewayS));
     this.metrics.connections++;
     this.metrics.upgrades++;
   }
 
-  close(conn: Conn) {
+  private keyOf(id: Identity): string {
+    return this.mailbox ? this.subjects.live(id.svc, id.user) : this.subjects.recv(id.svc, id.user);
+  }
+
+  /** The socket closed; `code` as the runtime reports it, when it does. */
+  close(conn: Conn, code?: number) {
+    if (conn.slot >= 0) this.deadlines.clear(conn);
+    // The runtime enforces WSGATE_MAX_MESSAGE_BYTES itself and closes with 1009 before the frame reaches message().
+    if (code === CLOSE.TOO_BIG.code && conn.user && !conn.refuse) this.metrics.tooLarge++;
+    if (conn.held) {
+      conn.held = null;
+      this.awaitingResume.delete(conn);
+    }
     const entry = conn.user;
     if (!entry) return;
     conn.user = null;
@@ -205,11 +283,16 @@ export class Gateway {
   /** A frame from a client. `data` is a string for text frames on runtimes that decode them. */
   message(conn: Conn, data: Uint8Array | string, binary: boolean) {
     const entry = conn.user;
-    if (!entry) return;
+    if (!entry || conn.refuse) return;
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
     if (bytes.length > this.config.maxMessageBytes) {
       this.metrics.tooLarge++;
-      this.transport.close(conn.ws, CLOSE.TOO_BIG.code, CLOSE.TOO_BIG.reason);
+      this.closeWith(conn, CLOSE.TOO_BIG);
+      return;
+    }
+    if (!takeMessage(conn, this.config.maxMsgsPerSec, this.config.msgBurst, this.deadlines.now())) {
+      this.metrics.rateLimited++;
+      this.closeWith(conn, CLOSE.RATE_LIMITED);
       return;
     }
     this.metrics.messagesIn++;
@@ -247,17 +330,38 @@ export class Gateway {
       void this.catchUp(entry);
       return;
     }
-    this.fanOut(entry, data, hint);
+    this.fanOut(entry, data, hint, seq, prev);
     this.advance(entry, seq);
   }
 
-  private fanOut(entry: UserEntry, data: Uint8Array, hint: FrameHint) {
+  private fanOut(entry: UserEntry, data: Uint8Array, hint: FrameHint, seq = 0, prev = 0) {
     const text = hint !== "binary" && isUtf8(data);
     const payload = text && this.transport.textAsString ? decoder.decode(data) : data;
+    let framed: string | null = null; // the envelope frame, built once for all envelope sockets
     const conns = entry.conns;
     const m = this.metrics;
+    const maxBuffered = this.config.maxBufferedBytes;
     for (let i = 0; i < conns.length; i++) {
-      const status = this.transport.send(conns[i].ws, payload, text);
+      const conn = conns[i];
+      if (conn.refuse) {
+        m.dropped++; // closing with a code the client sees; nothing more goes out
+        continue;
+      }
+      let status: number;
+      if (conn.envelope) {
+        if (seq > 0) {
+          if (conn.held) {
+            if (conn.held.length < HOLD_MAX) conn.held.push({ data, hint, seq, prev });
+            continue;
+          }
+          if (seq <= conn.seq) continue; // already sent by this socket's resume
+          conn.seq = seq;
+        }
+        framed ??= messageFrame(data, text, seq);
+        status = this.transport.send(conn.ws, framed, true);
+      } else {
+        status = this.transport.send(conn.ws, payload, text);
+      }
       if (status > 0) {
         m.messagesOut++;
         m.bytesOut += data.length;
@@ -266,10 +370,39 @@ export class Gateway {
         m.messagesOut++;
         m.bytesOut += data.length;
         m.backpressure++;
+        if (overBuffer(this.transport, conn.ws, maxBuffered)) this.slowConsumer(conn);
       } else {
         m.dropped++;
+        if (overBuffer(this.transport, conn.ws, maxBuffered)) this.slowConsumer(conn);
       }
     }
+  }
+
+  /** A reader that fell too far behind: closed rather than skipped, so it knows to resync. */
+  private slowConsumer(conn: Conn) {
+    this.metrics.slowConsumers++;
+    this.closeWith(conn, CLOSE.SLOW_CONSUMER);
+  }
+
+  /** Closes with a code and cuts the socket if the peer has not finished the close in time. */
+  closeWith(conn: Conn, why: CloseCode) {
+    if (conn.refuse) return;
+    conn.refuse = why;
+    this.transport.close(conn.ws, why.code, why.reason);
+    if (conn.user) this.deadlines.set(conn, this.deadlines.now() + CLOSE_GRACE_S);
+  }
+
+  /** A deadline passed: the token expired, or a closing peer ran out of grace. */
+  private due(conn: Conn) {
+    if (!conn.user) return;
+    if (!conn.refuse) {
+      this.metrics.tokenExpired++;
+      this.closeWith(conn, CLOSE.TOKEN_EXPIRED);
+      return;
+    }
+    this.metrics.closeTimeouts++;
+    if (this.transport.terminate) this.transport.terminate(conn.ws);
+    else this.transport.close(conn.ws, conn.refuse.code, conn.refuse.reason);
   }
 
   private advance(entry: UserEntry, seq: number) {
@@ -297,7 +430,7 @@ export class Gateway {
           if (gone()) return;
           if (!m) break;
           if (m.seq <= entry.lastSeq) break; // cannot happen with next_by_subj; never loop on it
-          this.fanOut(entry, m.data, parseFrameHint(m.header?.get(HEADER.frame)));
+          this.fanOut(entry, m.data, parseFrameHint(m.header?.get(HEADER.frame)), m.seq, m.seq);
           this.advance(entry, m.seq);
           this.metrics.mailboxBacklogDelivered++;
         }
@@ -313,7 +446,7 @@ export class Gateway {
             broken = true;
             break;
           }
-          this.fanOut(entry, h.data, h.hint);
+          this.fanOut(entry, h.data, h.hint, h.seq, h.prev);
           this.advance(entry, h.seq);
         }
         if (!broken) {
@@ -334,6 +467,110 @@ export class Gateway {
       }, wait);
     } finally {
       this.catchups.release();
+    }
+  }
+
+  /**
+   * An envelope client says which stream sequence it has: it gets exactly what follows,
+   * read from the stream for this socket alone, then the held live messages in order.
+   * Without `after` (a new client) the held messages are simply released.
+   */
+  resume(conn: Conn, after: number | undefined) {
+    if (!conn.envelope || !conn.user || conn.refuse) return;
+    this.awaitingResume.delete(conn);
+    if (!this.mailbox) {
+      if (after !== undefined) this.transport.send(conn.ws, errorFrame("no_mailbox", "resume needs the mailbox (NATS with JetStream)"), true);
+      return;
+    }
+    if (after === undefined) return this.release(conn);
+    conn.seq = after;
+    conn.held ??= [];
+    void this.resumeFrom(conn);
+  }
+
+  private async resumeFrom(conn: Conn, attempt = 0): Promise<void> {
+    const entry = conn.user;
+    if (!entry) return;
+    const svcUser = entry.send.slice(this.subjects.send("", "").length - 1);
+    const gone = () => conn.user !== entry || conn.refuse !== null;
+    await this.catchups.acquire();
+    try {
+      for (;;) {
+        for (;;) {
+          const m = await this.mailbox!.next(svcUser, conn.seq + 1);
+          if (gone()) return;
+          if (!m || m.seq <= conn.seq) break;
+          const data = m.data;
+          const text = parseFrameHint(m.header?.get(HEADER.frame)) !== "binary" && isUtf8(data);
+          this.sendCounted(conn, messageFrame(data, text, m.seq), data.length);
+          conn.seq = m.seq;
+          this.metrics.mailboxBacklogDelivered++;
+        }
+        const held = conn.held ?? [];
+        let i = 0;
+        let broken = held.length >= HOLD_MAX;
+        for (; i < held.length && !broken; i++) {
+          const h = held[i];
+          if (h.seq <= conn.seq) continue;
+          if (h.prev > conn.seq) {
+            broken = true;
+            break;
+          }
+          const text = h.hint !== "binary" && isUtf8(h.data);
+          this.sendCounted(conn, messageFrame(h.data, text, h.seq), h.data.length);
+          conn.seq = h.seq;
+        }
+        if (!broken) {
+          conn.held = null;
+          return;
+        }
+        conn.held = held.length >= HOLD_MAX ? [] : held.slice(i);
+      }
+    } catch (err) {
+      this.metrics.mailboxCatchupErrors++;
+      const wait = Math.min(250 * 2 ** attempt, 5_000);
+      log("warn", "mailbox resume failed; retrying", { user: svcUser, retryInMs: wait, error: String(err) });
+      setTimeout(() => {
+        if (!gone()) void this.resumeFrom(conn, attempt + 1);
+      }, wait);
+    } finally {
+      this.catchups.release();
+    }
+  }
+
+  /** Sends what was held for a socket that gave no resume point, in order. */
+  private release(conn: Conn) {
+    const held = conn.held;
+    conn.held = null;
+    if (!held) return;
+    for (const h of held) {
+      if (h.seq <= conn.seq) continue;
+      const text = h.hint !== "binary" && isUtf8(h.data);
+      this.sendCounted(conn, messageFrame(h.data, text, h.seq), h.data.length);
+      conn.seq = h.seq;
+    }
+  }
+
+  private sweepResumes() {
+    const cutoff = Date.now() - RESUME_WAIT_MS;
+    for (const [conn, since] of this.awaitingResume) {
+      if (since > cutoff) continue;
+      this.awaitingResume.delete(conn);
+      this.release(conn);
+    }
+    if (this.awaitingResume.size === 0 && this.resumeSweep) {
+      clearInterval(this.resumeSweep);
+      this.resumeSweep = null;
+    }
+  }
+
+  private sendCounted(conn: Conn, frame: string, bytes: number) {
+    const status = this.transport.send(conn.ws, frame, true);
+    if (status === 0) this.metrics.dropped++;
+    else {
+      this.metrics.messagesOut++;
+      this.metrics.bytesOut += bytes;
+      if (status < 0) this.metrics.backpressure++;
     }
   }
 
@@ -358,6 +595,7 @@ export class Gateway {
       for (const conn of entry.conns.slice()) this.transport.close(conn.ws, CLOSE.GOING_AWAY.code, CLOSE.GOING_AWAY.reason);
     }
     if (this.flushTimer) clearInterval(this.flushTimer);
+    this.deadlines.stop();
     this.flushCursors();
     await this.broker.close();
   }

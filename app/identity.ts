@@ -3,8 +3,9 @@
 // before any upgrade when they could widen a subscription (dots, wildcards, spaces).
 import { ID_PATTERN } from "./subjects.ts";
 
-export type Identity = { svc: string; user: string };
-export type IdentityError = { status: 400 | 401; error: string };
+/** `exp` (seconds since the epoch) is set when the identity came from a token that expires. */
+export type Identity = { svc: string; user: string; exp?: number };
+export type IdentityError = { status: 400 | 401 | 403; error: string };
 
 const COOKIES = { svc: "service", user: "user" } as const;
 

@@ -8,7 +8,10 @@ export type RefusalReason =
   | "fd_limit"
   | "broker_down"
   | "draining"
-  | "bad_request";
+  | "bad_request"
+  | "origin"
+  | "upgrade_rate"
+  | "user_full";
 
 export class Metrics {
   connections = 0;
@@ -21,6 +24,9 @@ export class Metrics {
     broker_down: 0,
     draining: 0,
     bad_request: 0,
+    origin: 0,
+    upgrade_rate: 0,
+    user_full: 0,
   };
   messagesIn = 0;
   bytesIn = 0;
@@ -42,6 +48,12 @@ export class Metrics {
   mailboxCatchupErrors = 0;
   mailboxGaps = 0;
   mailboxDuplicates = 0;
+  /** security and abuse limits (issue 4) */
+  rateLimited = 0;
+  slowConsumers = 0;
+  tokenExpired = 0;
+  closeTimeouts = 0;
+  serviceApiRefused = 0;
 
   render(nodeId: string, runtime: string): string {
     const lines: string[] = [];
@@ -61,6 +73,11 @@ export class Metrics {
     put("wsgate_dropped_total", "counter", "Frames for a client that the runtime refused to send.", this.dropped);
     put("wsgate_backpressure_total", "counter", "Frames queued behind a full socket buffer.", this.backpressure);
     put("wsgate_too_large_total", "counter", "Client frames over the size limit (connection closed with 1009).", this.tooLarge);
+    put("wsgate_rate_limited_total", "counter", "Connections closed (1008) for sending over WSGATE_MAX_MSGS_PER_SEC.", this.rateLimited);
+    put("wsgate_slow_consumers_total", "counter", "Connections closed (4002) with an outbound buffer over WSGATE_MAX_BUFFERED_BYTES.", this.slowConsumers);
+    put("wsgate_token_expired_total", "counter", "Connections closed (4001) when their token expired.", this.tokenExpired);
+    put("wsgate_close_timeouts_total", "counter", "Closing sockets cut because the peer never finished the close handshake.", this.closeTimeouts);
+    put("wsgate_service_api_refused_total", "counter", "Service API requests (publish, event stream) refused for a missing or wrong bearer token.", this.serviceApiRefused);
     put("wsgate_publish_errors_total", "counter", "Publishes to the broker that failed.", this.publishErrors);
     put("wsgate_broker_connected", "gauge", "1 while the broker connection is up.", this.brokerConnected);
     put("wsgate_broker_reconnects_total", "counter", "Broker reconnections after a loss.", this.brokerReconnects);

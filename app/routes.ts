@@ -7,7 +7,9 @@ import type { Context } from "hono";
 import type { EmbeddedBroker } from "./broker-embedded.ts";
 import { HEADER } from "./broker.ts";
 import type { Conn, Gateway } from "./gateway.ts";
-import { identityFromCookies, isIdentityError } from "./identity.ts";
+import { type Identity, type IdentityError, isIdentityError } from "./identity.ts";
+import { Auth } from "./auth.ts";
+import { Security } from "./security.ts";
 import { ID_PATTERN } from "./subjects.ts";
 
 /** Per request, the adapter says how to upgrade on its runtime. */
@@ -23,6 +25,7 @@ const MAX_PUBLISH_BYTES = 1024 * 1024;
 
 export function routes(gw: Gateway): Hono<UpgradeEnv> {
   const app = new Hono<UpgradeEnv>();
+  const sec = (gw.security ??= new Security(gw.config, Auth.fromConfig(gw.config)));
 
   app.get("/healthz", (c) => c.text("ok\n"));
 
@@ -36,6 +39,21 @@ export function routes(gw: Gateway): Hono<UpgradeEnv> {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
     }),
   );
+
+  // The service API (publish, embedded event stream) reaches every user: in production it
+  // needs the operator's bearer token, and without one configured it stays shut.
+  app.use("/v1/*", async (c, next) => {
+    if (!sec.serviceApiGuarded) return next();
+    if (!sec.serviceToken.configured) {
+      gw.metrics.serviceApiRefused++;
+      return c.json({ error: "the service API is disabled in production mode until WSGATE_PUBLISH_TOKEN is set" }, 403);
+    }
+    if (!(await sec.serviceToken.check(c.req.header("authorization")))) {
+      gw.metrics.serviceApiRefused++;
+      return c.json({ error: "Authorization: Bearer <WSGATE_PUBLISH_TOKEN> is missing or wrong" }, 401, { "WWW-Authenticate": 'Bearer realm="wsgate"' });
+    }
+    return next();
+  });
 
   app.post("/v1/publish/:svc/:user", async (c) => {
     const { svc, user } = c.req.param();
@@ -64,14 +82,27 @@ export function routes(gw: Gateway): Hono<UpgradeEnv> {
       gw.metrics.refused.bad_request++;
       return c.text("expected a WebSocket upgrade (Upgrade: websocket)\n", 426);
     }
-    const id = identityFromCookies(c.req.header("cookie"));
-    if (isIdentityError(id)) {
-      gw.metrics.refused.identity++;
-      return c.text(id.error + "\n", id.status);
+    // Before any signature check: a flood of upgrades costs a counter, not crypto.
+    if (!sec.upgrades.take()) {
+      gw.metrics.refused.upgrade_rate++;
+      return c.text("too many upgrades on this node right now (WSGATE_MAX_UPGRADES_PER_SEC); retry shortly\n", 503, { "Retry-After": "1" });
     }
-    const conn = gw.admit(id);
-    if ("error" in conn) return c.text(conn.error + "\n", conn.status as 503);
-    return c.env.upgrade(c.req.raw, conn);
+    const origin = c.req.header("origin");
+    if (!sec.origins.allows(origin)) {
+      gw.metrics.refused.origin++;
+      return c.text(`origin ${JSON.stringify(origin)} is not allowed (WSGATE_ALLOWED_ORIGINS)\n`, 403);
+    }
+    const finish = (id: Identity | IdentityError) => {
+      if (isIdentityError(id)) {
+        gw.metrics.refused.identity++;
+        return c.text(id.error + "\n", id.status);
+      }
+      const conn = gw.admit(id);
+      if ("error" in conn) return c.text(conn.error + "\n", conn.status as 503);
+      return c.env.upgrade(c.req.raw, conn);
+    };
+    const id = sec.auth.identify(c.req.raw);
+    return id instanceof Promise ? id.then(finish) : finish(id);
   };
   app.get("/ws", upgrade);
   app.get("/ws/*", upgrade);

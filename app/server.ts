@@ -6,10 +6,13 @@ import { Gateway, type Transport } from "./gateway.ts";
 import { log, setLogLevel } from "./log.ts";
 import { MailboxStore } from "./mailbox.ts";
 import { embeddedRoutes, routes } from "./routes.ts";
+import { Auth, KeyError, type ReadTextFile } from "./auth.ts";
+import { loadSecrets, type Secrets, Security } from "./security.ts";
 
 export type { Conn, Transport } from "./gateway.ts";
 export { Gateway } from "./gateway.ts";
 export type { UpgradeEnv } from "./routes.ts";
+export type { Secrets, Tls } from "./security.ts";
 
 /** Reads the config; on a bad value prints the one line and exits with status 2. */
 export function configOrExit(env: Record<string, string | undefined>, exit: (code: number) => never): Config {
@@ -24,9 +27,26 @@ export function configOrExit(env: Record<string, string | undefined>, exit: (cod
   }
 }
 
-export function createGateway(config: Config, transport: Transport) {
+/**
+ * Loads the JWT verification key and the TLS files through the runtime's file reader;
+ * a missing or unusable file prints one line naming the variable and exits with status 2.
+ */
+export async function secretsOrExit(config: Config, readTextFile: ReadTextFile, exit: (code: number) => never): Promise<Secrets> {
+  try {
+    return await loadSecrets(config, readTextFile);
+  } catch (err) {
+    if (err instanceof KeyError) {
+      console.error(err.message);
+      return exit(2);
+    }
+    throw err;
+  }
+}
+
+export function createGateway(config: Config, transport: Transport, secrets?: Secrets) {
   setLogLevel(config.logLevel);
   const gw = new Gateway(config, transport);
+  gw.security = new Security(config, secrets?.auth ?? Auth.fromConfig(config));
   if (config.mailbox) gw.enableMailbox(new MailboxStore(config.mailbox, gw.subjects));
   const hooks = gw.brokerHooks();
   const app = routes(gw);
@@ -53,6 +73,15 @@ export function logStart(gw: Gateway, listening: { host: string; port: number })
     subjects: `${c.prefix}.send.<svc>.<user> / ${c.prefix}.recv.<svc>.<user>`,
     openFilesLimit: gw.metrics.openFilesLimit,
     maxConnections: c.maxConnections,
+    scheme: c.tlsCert ? "https/wss (TLS)" : "http/ws (no TLS)",
   });
-  log("warn", "DEVELOPMENT MODE: identity comes from plain `service` and `user` cookies and is NOT authenticated");
+  const sec = gw.security;
+  log("info", "security", sec.describe());
+  if (!sec.auth.production) {
+    log("warn", "DEVELOPMENT MODE: identity comes from plain `service` and `user` cookies and is NOT authenticated");
+    return;
+  }
+  if (!sec.origins.enabled) {
+    log("warn", "WSGATE_ALLOWED_ORIGINS is not set: any web page can open sockets that carry your users' token cookie");
+  }
 }

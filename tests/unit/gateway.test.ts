@@ -58,7 +58,11 @@ test("closes an oversized client frame with 1009 and publishes nothing", async (
   gw.message(a.conn, "x".repeat(17), false);
   expect(a.ws.closed).toBe(1009);
   expect(seen.length).toBe(0);
+  // Once closing, the socket's later frames are not published either.
   gw.message(a.conn, "small", false);
+  expect(seen.length).toBe(0);
+  const b = await connectAs(gw, "s", "u");
+  gw.message(b.conn, "small", false);
   expect(seen.length).toBe(1);
 });
 
