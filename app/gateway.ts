@@ -125,7 +125,12 @@ export class Gateway {
       prepare: this.mailbox ? (nc: unknown) => this.mailbox!.attach(nc as never) : undefined,
       onState: (state: BrokerState) => {
         if (state === "connected") {
-          if (this.everConnected) this.metrics.brokerReconnects++;
+          if (this.everConnected) {
+            this.metrics.brokerReconnects++;
+            // Live messages stored while this node was away from NATS never reached it:
+            // every served user is brought up to date from the stream.
+            if (this.mailbox) this.recheckAll();
+          }
           this.everConnected = true;
         }
         this.metrics.brokerConnected = state === "connected" ? 1 : 0;
@@ -571,6 +576,14 @@ export class Gateway {
       this.metrics.messagesOut++;
       this.metrics.bytesOut += bytes;
       if (status < 0) this.metrics.backpressure++;
+    }
+  }
+
+  private recheckAll() {
+    for (const entry of this.users.values()) {
+      if (entry.held) continue; // already catching up
+      entry.held = [];
+      void this.catchUp(entry);
     }
   }
 

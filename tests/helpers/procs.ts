@@ -1,7 +1,7 @@
 // Processes the tests start: nats-server and gateways on free ports, each stopped
 // by its own PID. Nothing here reaches a service someone else left running.
 import type { Subprocess } from "bun";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -49,7 +49,7 @@ export type Nats = {
   subsOf(clientName: string): Promise<string[]>;
 };
 
-export async function startNats(opts: { jetstream?: boolean; port?: number } = {}): Promise<Nats> {
+export async function startNats(opts: { jetstream?: boolean; port?: number; config?: string } = {}): Promise<Nats> {
   const port = opts.port ?? (await freePort());
   const monitor = await freePort();
   const storeDir = mkdtempSync(join(tmpdir(), "wsgate-nats-"));
@@ -62,6 +62,11 @@ export async function startNats(opts: { jetstream?: boolean; port?: number } = {
     async start() {
       const args = ["nats-server", "-a", "127.0.0.1", "-p", String(port), "-m", String(monitor)];
       if (opts.jetstream) args.push("-js", "-sd", storeDir);
+      if (opts.config) {
+        const file = join(storeDir, "nats.conf");
+        writeFileSync(file, opts.config);
+        args.push("-c", file);
+      }
       const proc = Bun.spawn(args, { stdout: "ignore", stderr: "pipe" });
       live.add(proc);
       nats.proc = proc;
@@ -96,6 +101,10 @@ export type Gateway = {
   ws: string;
   nodeId: string;
   proc: Subprocess;
+  /** WSGATE_TLS_CERT was given: http and ws are https:// and wss:// */
+  tls: boolean;
+  /** fetch against this gateway (trusts its self-signed certificate when TLS is on) */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
   /** everything the process wrote, stdout and stderr */
   output(): string;
   stop(signal?: NodeJS.Signals): Promise<number>;
@@ -122,6 +131,8 @@ export async function startGateway(runtime: Runtime, opts: GatewayOptions = {}):
   const cmd = opts.cmd ?? ["sh", join(ROOT, "scripts", "start.sh"), runtime];
   const proc = Bun.spawn(cmd, { cwd: ROOT, env, stdout: "pipe", stderr: "pipe" });
   live.add(proc);
+  const tls = Boolean(opts.env?.WSGATE_TLS_CERT);
+  const get = (url: string, init?: RequestInit) => fetch(url, tls ? ({ ...init, tls: { rejectUnauthorized: false } } as RequestInit) : init);
   let out = "";
   const pump = async (s: ReadableStream<Uint8Array>) => {
     const dec = new TextDecoder();
@@ -132,10 +143,12 @@ export async function startGateway(runtime: Runtime, opts: GatewayOptions = {}):
   const gw: Gateway = {
     runtime,
     port,
-    http: `http://127.0.0.1:${port}`,
-    ws: `ws://127.0.0.1:${port}/ws`,
+    http: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
+    ws: `${tls ? "wss" : "ws"}://127.0.0.1:${port}/ws`,
     nodeId,
     proc,
+    tls,
+    fetch: (path, init) => get(gw.http + path, init),
     output: () => out,
     async stop(signal = "SIGTERM") {
       if (proc.exitCode === null && !proc.killed) proc.kill(signal);
@@ -145,7 +158,7 @@ export async function startGateway(runtime: Runtime, opts: GatewayOptions = {}):
       return code;
     },
     async metric(name) {
-      const text = await (await fetch(`${gw.http}/metrics`)).text();
+      const text = await (await get(`${gw.http}/metrics`)).text();
       const line = text.split("\n").find((l) => l.startsWith(name + " ") || l.startsWith(name + "{"));
       if (!line) throw new Error(`metric ${name} not found`);
       return Number(line.slice(line.lastIndexOf(" ") + 1));
@@ -161,7 +174,7 @@ export async function startGateway(runtime: Runtime, opts: GatewayOptions = {}):
       60_000,
     );
     if (opts.waitReady !== false) {
-      await waitFor(`${runtime} gateway ready`, async () => (await fetch(`${gw.http}/readyz`)).status === 200, 30_000);
+      await waitFor(`${runtime} gateway ready`, async () => (await get(`${gw.http}/readyz`)).status === 200, 30_000);
     }
   }
   return gw;
