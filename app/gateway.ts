@@ -4,7 +4,7 @@
 // A node holds one broker subscription per (svc, user) it serves, made on the
 // user's first connection and dropped with the last.
 import type { Broker, BrokerState, FrameHint } from "./broker.ts";
-import { HEADER, parseFrameHint } from "./broker.ts";
+import { HEADER } from "./broker.ts";
 import { CLOSE, type CloseCode } from "./close-codes.ts";
 import type { Config } from "./config.ts";
 import type { Identity } from "./identity.ts";
@@ -17,6 +17,7 @@ import { Metrics } from "./metrics.ts";
 import { subjects } from "./subjects.ts";
 import { isUtf8 } from "./utf8.ts";
 import { errorFrame, messageFrame } from "./envelope.ts";
+import { type Held, HOLD_MAX, replay, type ReplayTarget } from "./replay.ts";
 
 /** Send outcome as the runtimes report it: >0 sent, -1 queued behind backpressure, 0 dropped. */
 export type SendStatus = number;
@@ -70,10 +71,6 @@ type UserEntry = {
   held: Held[] | null;
 };
 
-type Held = { data: Uint8Array; hint: FrameHint; seq: number; prev: number };
-
-/** Live messages held per user during a catch-up; past it they are re-read from the stream. */
-const HOLD_MAX = 1_000;
 
 /** How long an envelope socket's messages wait for its resume frame before flowing anyway. */
 const RESUME_WAIT_MS = 2_000;
@@ -90,6 +87,8 @@ const decoder = new TextDecoder();
 export class Gateway {
   readonly metrics = new Metrics();
   readonly subjects;
+  /** length of `<prefix>.send.`: what precedes `<svc>.<user>` in a send subject */
+  private readonly sendPrefixLength: number;
   private users = new Map<string, UserEntry>();
   private nextConnId = 1;
   private draining = false;
@@ -113,6 +112,7 @@ export class Gateway {
     readonly transport: Transport,
   ) {
     this.subjects = subjects(config.prefix);
+    this.sendPrefixLength = this.subjects.send("", "").length - 1;
   }
 
   /** Hooks the broker calls; bound once so the broker holds no per-user closures. */
@@ -417,62 +417,32 @@ export class Gateway {
 
   /**
    * Brings one user up to date from the stream: from the stored cursor on the first
-   * connection, from the last delivered sequence after a gap. Live messages that
-   * arrive meanwhile are held and released in sequence order afterwards.
+   * connection, from the last delivered sequence after a gap or a NATS reconnect.
    */
-  private async catchUp(entry: UserEntry, attempt = 0): Promise<void> {
-    const store = this.mailbox!;
-    const svcUser = entry.send.slice(this.subjects.send("", "").length - 1);
+  private catchUp(entry: UserEntry): Promise<void> {
+    const svcUser = this.svcUser(entry);
     const started = performance.now();
-    const gone = () => this.users.get(entry.key) !== entry;
-    await this.catchups.acquire();
-    try {
-      if (gone()) return;
-      if (entry.lastSeq < 0) entry.lastSeq = await store.loadCursor(svcUser);
-      for (;;) {
-        for (;;) {
-          const m = await store.next(svcUser, entry.lastSeq + 1);
-          if (gone()) return;
-          if (!m) break;
-          if (m.seq <= entry.lastSeq) break; // cannot happen with next_by_subj; never loop on it
-          this.fanOut(entry, m.data, parseFrameHint(m.header?.get(HEADER.frame)), m.seq, m.seq);
-          this.advance(entry, m.seq);
-          this.metrics.mailboxBacklogDelivered++;
-        }
-        // Release held live messages while the chain is unbroken; a break means the
-        // stream has something the live path skipped, so read the stream again.
-        const held = entry.held ?? [];
-        let i = 0;
-        let broken = held.length >= HOLD_MAX;
-        for (; i < held.length && !broken; i++) {
-          const h = held[i];
-          if (h.seq <= entry.lastSeq) continue;
-          if (h.prev > entry.lastSeq) {
-            broken = true;
-            break;
-          }
-          this.fanOut(entry, h.data, h.hint, h.seq, h.prev);
-          this.advance(entry, h.seq);
-        }
-        if (!broken) {
-          entry.held = null;
-          break;
-        }
-        entry.held = held.length >= HOLD_MAX ? [] : held.slice(i);
-      }
+    const target: ReplayTarget = {
+      floor: () => entry.lastSeq,
+      send: (data, hint, seq, prev) => {
+        this.fanOut(entry, data, hint, seq, prev);
+        this.advance(entry, seq);
+      },
+      get held() {
+        return entry.held;
+      },
+      set held(h) {
+        entry.held = h;
+      },
+    };
+    return this.withRetry("catch-up", svcUser, () => this.users.get(entry.key) !== entry, async (gone) => {
+      if (entry.lastSeq < 0) entry.lastSeq = await this.mailbox!.loadCursor(svcUser);
+      const read = await replay(this.mailbox!, svcUser, target, gone);
+      if (read < 0) return;
+      this.metrics.mailboxBacklogDelivered += read;
       this.metrics.mailboxCatchups++;
       this.metrics.mailboxCatchupSeconds += (performance.now() - started) / 1000;
-    } catch (err) {
-      // NATS away or the JetStream API overloaded: keep holding live messages and retry.
-      this.metrics.mailboxCatchupErrors++;
-      const wait = Math.min(250 * 2 ** attempt, 5_000);
-      log("warn", "mailbox catch-up failed; retrying", { user: svcUser, retryInMs: wait, error: String(err) });
-      setTimeout(() => {
-        if (!gone()) void this.catchUp(entry, attempt + 1);
-      }, wait);
-    } finally {
-      this.catchups.release();
-    }
+    });
   }
 
   /**
@@ -488,59 +458,52 @@ export class Gateway {
       return;
     }
     if (after === undefined) return this.release(conn);
+    const entry = conn.user;
     conn.seq = after;
     conn.held ??= [];
-    void this.resumeFrom(conn);
+    const target: ReplayTarget = {
+      floor: () => conn.seq,
+      send: (data, hint, seq) => {
+        const text = hint !== "binary" && isUtf8(data);
+        this.sendCounted(conn, messageFrame(data, text, seq), data.length);
+        conn.seq = seq;
+      },
+      get held() {
+        return conn.held;
+      },
+      set held(h) {
+        conn.held = h;
+      },
+    };
+    const svcUser = this.svcUser(entry);
+    void this.withRetry("resume", svcUser, () => conn.user !== entry || conn.refuse !== null, async (gone) => {
+      const read = await replay(this.mailbox!, svcUser, target, gone);
+      if (read > 0) this.metrics.mailboxBacklogDelivered += read;
+    });
   }
 
-  private async resumeFrom(conn: Conn, attempt = 0): Promise<void> {
-    const entry = conn.user;
-    if (!entry) return;
-    const svcUser = entry.send.slice(this.subjects.send("", "").length - 1);
-    const gone = () => conn.user !== entry || conn.refuse !== null;
+  /**
+   * Runs one stream read under the catch-up limit; on failure (NATS away, the JetStream
+   * API overloaded) live messages stay held and it is retried with backoff.
+   */
+  private async withRetry(what: string, svcUser: string, gone: () => boolean, run: (gone: () => boolean) => Promise<void>, attempt = 0): Promise<void> {
     await this.catchups.acquire();
     try {
-      for (;;) {
-        for (;;) {
-          const m = await this.mailbox!.next(svcUser, conn.seq + 1);
-          if (gone()) return;
-          if (!m || m.seq <= conn.seq) break;
-          const data = m.data;
-          const text = parseFrameHint(m.header?.get(HEADER.frame)) !== "binary" && isUtf8(data);
-          this.sendCounted(conn, messageFrame(data, text, m.seq), data.length);
-          conn.seq = m.seq;
-          this.metrics.mailboxBacklogDelivered++;
-        }
-        const held = conn.held ?? [];
-        let i = 0;
-        let broken = held.length >= HOLD_MAX;
-        for (; i < held.length && !broken; i++) {
-          const h = held[i];
-          if (h.seq <= conn.seq) continue;
-          if (h.prev > conn.seq) {
-            broken = true;
-            break;
-          }
-          const text = h.hint !== "binary" && isUtf8(h.data);
-          this.sendCounted(conn, messageFrame(h.data, text, h.seq), h.data.length);
-          conn.seq = h.seq;
-        }
-        if (!broken) {
-          conn.held = null;
-          return;
-        }
-        conn.held = held.length >= HOLD_MAX ? [] : held.slice(i);
-      }
+      if (!gone()) await run(gone);
     } catch (err) {
       this.metrics.mailboxCatchupErrors++;
       const wait = Math.min(250 * 2 ** attempt, 5_000);
-      log("warn", "mailbox resume failed; retrying", { user: svcUser, retryInMs: wait, error: String(err) });
+      log("warn", `mailbox ${what} failed; retrying`, { user: svcUser, retryInMs: wait, error: String(err) });
       setTimeout(() => {
-        if (!gone()) void this.resumeFrom(conn, attempt + 1);
+        if (!gone()) void this.withRetry(what, svcUser, gone, run, attempt + 1);
       }, wait);
     } finally {
       this.catchups.release();
     }
+  }
+
+  private svcUser(entry: UserEntry): string {
+    return entry.send.slice(this.sendPrefixLength);
   }
 
   /** Sends what was held for a socket that gave no resume point, in order. */
@@ -588,7 +551,7 @@ export class Gateway {
   }
 
   private saveCursor(entry: UserEntry) {
-    if (entry.lastSeq > 0) this.mailbox?.saveCursor(entry.send.slice(this.subjects.send("", "").length - 1), entry.lastSeq);
+    if (entry.lastSeq > 0) this.mailbox?.saveCursor(this.svcUser(entry), entry.lastSeq);
   }
 
   /** Batched cursor writes: one small publish per user whose cursor moved, per interval. */
