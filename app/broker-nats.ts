@@ -140,12 +140,26 @@ export class NatsBroker implements Broker {
     }
   }
 
-  watch(subject: string): Subscription | null {
+  watch(subject: string): LeanSub | Subscription | null {
     // Before the first connection there is nothing to subscribe on; rewatchAll() catches up.
-    return this.nc ? this.nc.subscribe(subject, { callback: this.onMsg }) : null;
+    const nc = this.nc;
+    if (!nc) return null;
+    const proto = leanProtocol(nc);
+    if (!proto) return nc.subscribe(subject, { callback: this.onMsg });
+    const sub = new LeanSub(subject, this.onMsg);
+    proto.subscriptions.add(sub);
+    proto._sub(sub);
+    return sub;
   }
 
   unwatch(handle: unknown) {
+    if (handle instanceof LeanSub) {
+      const proto = this.nc && leanProtocol(this.nc);
+      if (!proto || proto.subscriptions.get(handle.sid) !== handle) return; // its connection is gone
+      proto.unsub(handle);
+      proto.subscriptions.cancel(handle);
+      return;
+    }
     const sub = handle as Subscription | null;
     if (sub && !sub.isClosed()) sub.unsubscribe();
   }
@@ -162,4 +176,40 @@ export class NatsBroker implements Broker {
     }
     this.setState("closed");
   }
+}
+
+/**
+ * The per-user interest, held as small as the NATS client allows. A stock nats.js
+ * Subscription (iterator, timers, promises) costs ~1.1 KB of heap, more than an idle
+ * socket; this is what the client's protocol handler actually touches for a callback
+ * subscription: subject, sid, a received count and the shared callback. It is
+ * registered with the handler's own subscription table, so the client still routes
+ * MSGs to it by sid, re-sends it on reconnect and closes it with the connection.
+ */
+export class LeanSub {
+  sid = 0;
+  received = 0;
+  max: number | undefined = undefined;
+  queue: string | undefined = undefined;
+  constructor(
+    readonly subject: string,
+    readonly callback: MsgCallback<Msg>,
+  ) {}
+  close() {}
+  unsubscribe() {}
+}
+
+/** The parts of nats.js's protocol handler that LeanSub relies on. */
+type LeanProtocol = {
+  subscriptions: { add(s: LeanSub): LeanSub; get(sid: number): unknown; cancel(s: LeanSub): void };
+  _sub(s: LeanSub): void;
+  unsub(s: LeanSub): void;
+};
+
+/** The client's protocol handler when it has the shape LeanSub needs; otherwise stock subscriptions are used. */
+function leanProtocol(nc: NatsConnection): LeanProtocol | null {
+  const p = (nc as unknown as { protocol?: Partial<LeanProtocol> }).protocol;
+  return p && typeof p._sub === "function" && typeof p.unsub === "function" && typeof p.subscriptions?.add === "function"
+    ? (p as LeanProtocol)
+    : null;
 }
