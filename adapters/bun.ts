@@ -5,9 +5,12 @@ import { dlopen, FFIType } from "bun:ffi";
 import { readFileSync } from "node:fs";
 import { type Conn, configOrExit, createGateway, logStart, secretsOrExit, type Transport } from "../app/server.ts";
 import { log } from "../app/log.ts";
+import { SUBPROTOCOL } from "../app/envelope.ts";
 import { guardAccept } from "./accept-guard.ts";
 
 const config = configOrExit(process.env, (code) => process.exit(code));
+/** The upgrade response's extra header for a client that chose the wsgate.v1 envelope. */
+const ENVELOPE = { "Sec-WebSocket-Protocol": SUBPROTOCOL };
 
 const transport: Transport<ServerWebSocket<Conn>> = {
   runtime: "bun",
@@ -32,7 +35,7 @@ const serve = (port: number) =>
     fetch(req, srv) {
       return app.fetch(req, {
         upgrade: (r: Request, conn: Conn) =>
-          srv.upgrade(r, { data: conn })
+          srv.upgrade(r, conn.envelope ? { data: conn, headers: ENVELOPE } : { data: conn })
             ? (undefined as unknown as Response) // Bun owns the socket now; no response is written.
             : new Response("upgrade failed\n", { status: 400 }),
       });
@@ -46,7 +49,7 @@ const serve = (port: number) =>
       closeOnBackpressureLimit: false,
       open: (ws) => gw.open(ws.data, ws),
       message: (ws, message) => gw.message(ws.data, message, typeof message !== "string"),
-      close: (ws, code) => gw.close(ws.data, code),
+      close: (ws, code, reason) => gw.close(ws.data, code, reason),
     },
     error(err) {
       log("error", "request failed", { error: String(err) });

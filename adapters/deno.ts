@@ -1,12 +1,13 @@
 // Deno runtime: Deno.serve with Deno.upgradeWebSocket. Hono decides the upgrade; the
 // socket events call the Gateway directly with the socket's one data object.
-import { type Conn, configOrExit, createGateway, logStart, type Transport } from "../app/server.ts";
+import { type Conn, configOrExit, createGateway, logStart, secretsOrExit, type Transport } from "../app/server.ts";
 import { log } from "../app/log.ts";
+import { SUBPROTOCOL } from "../app/envelope.ts";
 
 const config = configOrExit(Deno.env.toObject(), (code) => Deno.exit(code));
 
 /** Deno's send never refuses: past this much unsent data, report the frame as queued behind backpressure. */
-const BACKPRESSURE_BYTES = 1024 * 1024;
+const BACKPRESSURE_BYTES = Math.min(1024 * 1024, config.maxBufferedBytes);
 
 const transport: Transport<WebSocket> = {
   runtime: "deno",
@@ -25,16 +26,35 @@ const transport: Transport<WebSocket> = {
       // Already gone (the peer closed between the check and here): nothing to send.
     }
   },
+  buffered: (ws) => ws.bufferedAmount,
+  terminate: abortSocket,
 };
 
-const { gw, app } = createGateway(config, transport);
+/**
+ * Deno has no public call that drops a server WebSocket: close() queues its close frame
+ * behind every unsent frame, and a peer that stopped reading never lets those drain, so
+ * the socket and its buffer would live as long as the TCP connection. Closing the
+ * socket's resource is what Deno's own event loop does to a peer that breaks the close
+ * handshake; onclose then fires as usual. Without the internal handle, fall back to
+ * close(), which is all a later Deno might still offer.
+ */
+function abortSocket(ws: WebSocket) {
+  const core = (Deno as unknown as Record<symbol, { core?: { tryClose?(rid: number): void } }>)[(Deno as unknown as { internal: symbol }).internal]?.core;
+  const ridKey = Object.getOwnPropertySymbols(ws).find((s) => s.description === "[[rid]]");
+  const rid = ridKey ? (ws as unknown as Record<symbol, unknown>)[ridKey] : undefined;
+  if (typeof rid === "number" && typeof core?.tryClose === "function") core.tryClose(rid);
+  else transport.close(ws, 1008, "closing");
+}
+
+const secrets = await secretsOrExit(config, (path) => Deno.readTextFileSync(path), (code) => Deno.exit(code));
+const { gw, app } = createGateway(config, transport, secrets);
 gw.setOpenFilesLimit(raiseOpenFilesLimit());
 
 function upgrade(req: Request, conn: Conn): Response {
   let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
   try {
     // Deno pings the peer and closes it when no pong comes back within idleTimeout (0 disables): Bun's sendPings.
-    upgraded = Deno.upgradeWebSocket(req, { idleTimeout: config.idleTimeoutS });
+    upgraded = Deno.upgradeWebSocket(req, { idleTimeout: config.idleTimeoutS, protocol: conn.envelope ? SUBPROTOCOL : undefined });
   } catch {
     return new Response("upgrade failed\n", { status: 400 });
   }
@@ -46,7 +66,7 @@ function upgrade(req: Request, conn: Conn): Response {
     if (typeof data === "string") gw.message(conn, data, false);
     else gw.message(conn, new Uint8Array(data), true);
   };
-  socket.onclose = () => gw.close(conn);
+  socket.onclose = (e) => gw.close(conn, e.code, e.reason);
   socket.onerror = () => {}; // onclose always follows; without a handler Deno reports it as uncaught
   return response;
 }
@@ -66,6 +86,7 @@ function serve(port: number, onListen: (addr: Deno.NetAddr) => void): Deno.HttpS
     {
       hostname: config.host,
       port,
+      ...(secrets.tls ?? {}),
       onListen, // also silences Deno's own "Listening on" line
       onError(err) {
         log("error", "request failed", { error: String(err) });

@@ -5,8 +5,9 @@ import { STATUS_CODES } from "node:http";
 // The package is CommonJS whose exports Node cannot detect statically: only the default import works.
 import uWS from "@trufflesuite/uws-js-unofficial";
 import type { HttpRequest, HttpResponse, us_listen_socket, us_socket_context_t, WebSocket } from "@trufflesuite/uws-js-unofficial";
-import { type Conn, configOrExit, createGateway, logStart, type Transport } from "../app/server.ts";
+import { type Conn, configOrExit, createGateway, logStart, secretsOrExit, type Transport } from "../app/server.ts";
 import { log } from "../app/log.ts";
+import { SUBPROTOCOL } from "../app/envelope.ts";
 import { guardAccept } from "./accept-guard.ts";
 
 /** uWS copies these properties onto the socket object, so keep exactly one. */
@@ -15,11 +16,10 @@ type WS = WebSocket<Data>;
 
 /** Same as the publish route's limit (NATS max_payload): refuse larger bodies before buffering them. */
 const MAX_BODY = 1024 * 1024;
-/** Bun's default per-socket send buffer before sends are dropped; uWS's own default is only 64 KiB. */
-const MAX_BACKPRESSURE = 16 * 1024 * 1024;
 /** Never sent: tells the upgrade handler that Hono admitted the connection. */
 const UPGRADED = new Response(null, { status: 204 });
 const PENDING = Symbol("pending");
+const closeReason = new TextDecoder();
 const noop = () => {};
 
 const config = configOrExit(process.env, (code) => process.exit(code));
@@ -36,9 +36,14 @@ const transport: Transport<WS | null> = {
   close(ws, code, reason) {
     if (ws !== null) ws.end(code, reason);
   },
+  buffered: (ws) => (ws === null ? 0 : ws.getBufferedAmount()),
+  terminate(ws) {
+    if (ws !== null) ws.close();
+  },
 };
 
-const { gw, app } = createGateway(config, transport);
+const secrets = await secretsOrExit(config, (path) => readFileSync(path, "utf8"), (code) => process.exit(code));
+const { gw, app } = createGateway(config, transport, secrets);
 const fdLimit = openFilesLimit();
 gw.setOpenFilesLimit(fdLimit);
 
@@ -189,7 +194,8 @@ function tooLarge(res: HttpResponse, p: Pending) {
   });
 }
 
-const server = uWS.App();
+// secretsOrExit has read both files, so uWS (which takes paths) will find them.
+const server = secrets.tls ? uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey }) : uWS.App();
 
 server.any("/*", (res, req) => {
   const p = watch(res, new AbortController());
@@ -221,10 +227,13 @@ server.any("/*", (res, req) => {
 });
 
 const behavior = {
-  maxPayloadLength: config.maxMessageBytes,
+  // uWS cuts a frame over its own limit without a close frame (the client sees 1006), so it
+  // gets headroom: frames up to 4x the limit reach the gateway, which closes with 1009.
+  maxPayloadLength: Math.min(4 * config.maxMessageBytes, 2 ** 31 - 1),
   // uWS rejects 1..7 s; its timer granularity is about 4 s anyway.
   idleTimeout: config.idleTimeoutS === 0 ? 0 : Math.max(8, config.idleTimeoutS),
-  maxBackpressure: MAX_BACKPRESSURE,
+  // Past it uWS drops the frame (send returns 2) and the gateway closes the socket with 4002 (slow consumer).
+  maxBackpressure: config.maxBufferedBytes,
   sendPingsAutomatically: true,
   upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
     const p = watch(res, null);
@@ -236,7 +245,8 @@ const behavior = {
       if (p.done) return;
       if (response !== UPGRADED) return void reply(res, p, response);
       p.done = true;
-      res.cork(() => res.upgrade<Data>({ conn: conn! }, key, protocol, extensions, context));
+      // The envelope selects wsgate.v1 alone; raw mode answers exactly as it always has.
+      res.cork(() => res.upgrade<Data>({ conn: conn! }, key, conn!.envelope ? SUBPROTOCOL : protocol, extensions, context));
     };
     try {
       const head = readRequest(req);
@@ -262,9 +272,9 @@ const behavior = {
   open: (ws: WS) => gw.open(ws.getUserData().conn, ws),
   // The ArrayBuffer is only valid during this call, and the NATS client keeps published bytes until it flushes.
   message: (ws: WS, message: ArrayBuffer, isBinary: boolean) => gw.message(ws.getUserData().conn, new Uint8Array(message.slice(0)), isBinary),
-  close: (ws: WS) => {
+  close: (ws: WS, code: number, message: ArrayBuffer) => {
     const conn = ws.getUserData().conn;
-    gw.close(conn);
+    gw.close(conn, code, message.byteLength ? closeReason.decode(message) : undefined);
     conn.ws = null; // the transport's guard: this socket must not be touched again
   },
 };

@@ -1,5 +1,5 @@
 // NATS broker: one core subscription per served user subject, shared delivery callback.
-import { connect, headers as natsHeaders, Match } from "@nats-io/transport-node";
+import { connect, createInbox, headers as natsHeaders, Match } from "@nats-io/transport-node";
 import type { Msg, MsgCallback, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Broker, BrokerHooks, BrokerState } from "./broker.ts";
 import { HEADER, parseFrameHint } from "./broker.ts";
@@ -7,6 +7,8 @@ import { log } from "./log.ts";
 
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 5_000;
+/** The queue group of service → client request subscriptions: one node answers each request. */
+const REQUEST_QUEUE = "wsgate";
 
 export class NatsBroker implements Broker {
   readonly kind = "nats";
@@ -14,6 +16,11 @@ export class NatsBroker implements Broker {
   private current: BrokerState = "connecting";
   private stopping = false;
   private readonly onMsg: MsgCallback<Msg>;
+  /** request/reply (rpc.ts): one callback for every request subject, one wildcard inbox for every answer */
+  private readonly onRequest: MsgCallback<Msg>;
+  private readonly onAnswer: MsgCallback<Msg>;
+  private readonly inbox = createInbox();
+  private inboxOn: NatsConnection | null = null;
 
   constructor(
     private servers: string,
@@ -37,6 +44,23 @@ export class NatsBroker implements Broker {
         seq ? Number(seq) : 0,
         seq ? Number(h.get("Nats-Last-Sequence")) : 0,
       );
+    };
+    const request = hooks.request;
+    this.onRequest = (err, msg) => {
+      if (err || !request) return;
+      const h = msg.headers;
+      const timeout = Number(h?.get(HEADER.timeout, Match.IgnoreCase));
+      request(msg.subject, msg.data, msg.reply ?? "", parseFrameHint(h?.get(HEADER.frame, Match.IgnoreCase)), timeout > 0 ? timeout : 0);
+    };
+    const answer = hooks.answer;
+    const tokenAt = this.inbox.length + 1;
+    this.onAnswer = (err, msg) => {
+      if (err || !answer) return;
+      const h = msg.headers;
+      const token = msg.subject.slice(tokenAt);
+      // The server's own "503 no responders" status: nobody subscribes to the subject.
+      if (h && h.code === 503 && msg.data.length === 0) return answer(token, null, undefined, null);
+      answer(token, msg.data, parseFrameHint(h?.get(HEADER.frame, Match.IgnoreCase)), h?.get(HEADER.error, Match.IgnoreCase) || null);
     };
   }
 
@@ -150,6 +174,31 @@ export class NatsBroker implements Broker {
     proto.subscriptions.add(sub);
     proto._sub(sub);
     return sub;
+  }
+
+  watchRequests(subject: string): LeanSub | Subscription | null {
+    const nc = this.nc;
+    if (!nc) return null;
+    const proto = leanProtocol(nc);
+    if (!proto) return nc.subscribe(subject, { queue: REQUEST_QUEUE, callback: this.onRequest });
+    const sub = new LeanSub(subject, this.onRequest);
+    sub.queue = REQUEST_QUEUE;
+    proto.subscriptions.add(sub);
+    proto._sub(sub);
+    return sub;
+  }
+
+  request(subject: string, data: Uint8Array, hdrs: Record<string, string>, token: string) {
+    const nc = this.nc;
+    if (!nc) throw new Error("nats is not connected");
+    // One wildcard subscription per connection carries every answer; nats.js re-sends it on reconnect.
+    if (this.inboxOn !== nc) {
+      nc.subscribe(this.inbox + ".*", { callback: this.onAnswer });
+      this.inboxOn = nc;
+    }
+    const h = natsHeaders();
+    for (const k in hdrs) h.set(k, hdrs[k]);
+    nc.publish(subject, data, { reply: this.inbox + "." + token, headers: h });
   }
 
   unwatch(handle: unknown) {

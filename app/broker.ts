@@ -22,6 +22,13 @@ export interface Broker {
   /** Registers interest in one exact subject; the handle is given back to unwatch. */
   watch(subject: string): unknown;
   unwatch(handle: unknown): void;
+  /**
+   * Service → client requests on one exact subject (wsgate.v1). The nodes serving a user
+   * share it as a queue group, so each request reaches one node; unwatch() drops it.
+   */
+  watchRequests(subject: string): unknown;
+  /** Sends a request; its answer, or word that no one listens, comes back through hooks.answer with `token`. */
+  request(subject: string, data: Uint8Array, headers: Record<string, string>, token: string): void;
   /** Flushes what is in flight and closes. */
   close(): Promise<void>;
 }
@@ -33,12 +40,20 @@ export type BrokerHooks = {
   /** Runs on each new connection before it counts as ready (the mailbox creates its streams). */
   prepare?: (nc: unknown) => Promise<void>;
   onState: (state: BrokerState) => void;
+  /** A message on a request subject; `reply` is where the answer goes ("" when the sender expects none). */
+  request?: (subject: string, data: Uint8Array, reply: string, hint: FrameHint, timeoutMs: number) => void;
+  /** The answer to request(…, token): `data` null when no one listens on the subject; `error` the answer's Ws-Error code. */
+  answer?: (token: string, data: Uint8Array | null, hint: FrameHint, error: string | null) => void;
 };
 
 export const HEADER = {
   frame: "Ws-Frame",
   conn: "Ws-Conn",
   node: "Ws-Node",
+  /** request/reply (wsgate.v1): the caller's user, how long the requester waits, why a request failed */
+  user: "Ws-User",
+  timeout: "Ws-Timeout-Ms",
+  error: "Ws-Error",
 } as const;
 
 export function parseFrameHint(value: string | undefined | null): FrameHint {

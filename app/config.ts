@@ -42,7 +42,7 @@ const SECURITY_ENV = {
   WSGATE_MSG_BURST: v.optional(int("WSGATE_MSG_BURST", 1, 10_000_000, 1)),
   WSGATE_MAX_CONNS_PER_USER: int("WSGATE_MAX_CONNS_PER_USER", 0, 1_000_000, 32),
   WSGATE_MAX_UPGRADES_PER_SEC: int("WSGATE_MAX_UPGRADES_PER_SEC", 0, 1_000_000, 5_000),
-  WSGATE_MAX_BUFFERED_BYTES: int("WSGATE_MAX_BUFFERED_BYTES", 64 * 1024, 1024 ** 3, 1024 * 1024),
+  WSGATE_MAX_BUFFERED_BYTES: int("WSGATE_MAX_BUFFERED_BYTES", 64 * 1024, 1024 ** 3, 4 * 1024 * 1024),
   WSGATE_TLS_CERT: v.optional(v.pipe(v.string(), v.minLength(1))),
   WSGATE_TLS_KEY: v.optional(v.pipe(v.string(), v.minLength(1))),
 };
@@ -128,6 +128,10 @@ const EnvSchema = v.object({
   WSGATE_MAILBOX_REPLICAS: int("WSGATE_MAILBOX_REPLICAS", 1, 5, 1),
   WSGATE_MAILBOX_CURSOR_FLUSH_MS: int("WSGATE_MAILBOX_CURSOR_FLUSH_MS", 10, 60_000, 1_000),
   WSGATE_MAILBOX_CATCHUP_CONCURRENCY: int("WSGATE_MAILBOX_CATCHUP_CONCURRENCY", 1, 4_096, 128),
+  WSGATE_CALL_TIMEOUT_MS: int("WSGATE_CALL_TIMEOUT_MS", 1, 600_000, 10_000),
+  WSGATE_REQUEST_TIMEOUT_MS: int("WSGATE_REQUEST_TIMEOUT_MS", 1, 600_000, 30_000),
+  WSGATE_MAX_CALLS_PER_CONN: int("WSGATE_MAX_CALLS_PER_CONN", 1, 100_000, 64),
+  WSGATE_MAX_REQUESTS_PER_CONN: int("WSGATE_MAX_REQUESTS_PER_CONN", 1, 100_000, 64),
   WSGATE_LOG_LEVEL: v.optional(v.picklist(["debug", "info", "warn", "error"], "WSGATE_LOG_LEVEL must be one of debug, info, warn, error"), "info"),
 });
 
@@ -144,6 +148,19 @@ export type Config = SecurityConfig & {
   logLevel: "debug" | "info" | "warn" | "error";
   /** durable per-user mailbox on JetStream; only with NATS */
   mailbox: MailboxConfig | null;
+  /** request/reply through the wsgate.v1 envelope */
+  rpc: RpcConfig;
+};
+
+export type RpcConfig = {
+  /** client → service: how long a call waits for the service (the client may ask for less) */
+  callTimeoutMs: number;
+  /** service → client: how long a request waits for the client when the requester sends no Ws-Timeout-Ms */
+  requestTimeoutMs: number;
+  /** client → service calls in flight per connection */
+  maxCallsPerConn: number;
+  /** service → client requests awaiting an answer per connection */
+  maxRequestsPerConn: number;
 };
 
 export type MailboxConfig = {
@@ -200,6 +217,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
             catchupConcurrency: e.WSGATE_MAILBOX_CATCHUP_CONCURRENCY,
           }
         : null,
+    rpc: {
+      callTimeoutMs: e.WSGATE_CALL_TIMEOUT_MS,
+      requestTimeoutMs: e.WSGATE_REQUEST_TIMEOUT_MS,
+      maxCallsPerConn: e.WSGATE_MAX_CALLS_PER_CONN,
+      maxRequestsPerConn: e.WSGATE_MAX_REQUESTS_PER_CONN,
+    },
   };
 }
 

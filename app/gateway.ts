@@ -18,6 +18,7 @@ import { subjects } from "./subjects.ts";
 import { isUtf8 } from "./utf8.ts";
 import { errorFrame, messageFrame } from "./envelope.ts";
 import { type Held, HOLD_MAX, replay, type ReplayTarget } from "./replay.ts";
+import { Rpc } from "./rpc.ts";
 
 /** Send outcome as the runtimes report it: >0 sent, -1 queued behind backpressure, 0 dropped. */
 export type SendStatus = number;
@@ -81,6 +82,9 @@ const FD_RESERVE = 64;
 /** Seconds a peer gets to finish a close handshake before its socket is cut. */
 const CLOSE_GRACE_S = 2;
 
+/** A user's broker interest given up early because every socket of the user is closing. */
+const RELEASED = Symbol("released");
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -106,6 +110,8 @@ export class Gateway {
   /** envelope sockets waiting for their resume frame, with when they opened */
   private awaitingResume = new Map<Conn, number>();
   private resumeSweep: ReturnType<typeof setInterval> | null = null;
+  /** request/reply and the other wsgate.v1 client frames */
+  readonly rpc: Rpc;
 
   constructor(
     readonly config: Config,
@@ -113,6 +119,7 @@ export class Gateway {
   ) {
     this.subjects = subjects(config.prefix);
     this.sendPrefixLength = this.subjects.send("", "").length - 1;
+    this.rpc = new Rpc(this);
   }
 
   /** Hooks the broker calls; bound once so the broker holds no per-user closures. */
@@ -121,7 +128,10 @@ export class Gateway {
       deliver: (subject: string, data: Uint8Array, hint: FrameHint, seq: number, prev: number) => this.deliver(subject, data, hint, seq, prev),
       rewatchAll: () => {
         for (const entry of this.users.values()) entry.handle = this.broker.watch(entry.key);
+        this.rpc.rewatch();
       },
+      request: (subject: string, data: Uint8Array, reply: string, hint: FrameHint, timeoutMs: number) => this.rpc.onRequest(subject, data, reply, hint, timeoutMs),
+      answer: (token: string, data: Uint8Array | null, hint: FrameHint, error: string | null) => this.rpc.onAnswer(token, data, hint, error),
       prepare: this.mailbox ? (nc: unknown) => this.mailbox!.attach(nc as never) : undefined,
       onState: (state: BrokerState) => {
         if (state === "connected") {
@@ -238,9 +248,12 @@ export class Gateway {
         entry.held = [];
         void this.catchUp(entry);
       }
+    } else if (entry.handle === RELEASED) {
+      entry.handle = this.broker.watch(key);
     }
     entry.conns.push(conn);
     conn.user = entry;
+    if (conn.envelope) this.rpc.opened(conn);
     if (conn.envelope && this.mailbox) {
       // Nothing goes out until the client says where it is (a resume frame) or
       // RESUME_WAIT_MS passes: sending first would force later messages out of order.
@@ -258,17 +271,19 @@ export class Gateway {
     return this.mailbox ? this.subjects.live(id.svc, id.user) : this.subjects.recv(id.svc, id.user);
   }
 
-  /** The socket closed; `code` as the runtime reports it, when it does. */
-  close(conn: Conn, code?: number) {
+  /** The socket closed; `code` and `reason` as the runtime reports them, when it does. */
+  close(conn: Conn, code?: number, reason?: string) {
     if (conn.slot >= 0) this.deadlines.clear(conn);
-    // The runtime enforces WSGATE_MAX_MESSAGE_BYTES itself and closes with 1009 before the frame reaches message().
-    if (code === CLOSE.TOO_BIG.code && conn.user && !conn.refuse) this.metrics.tooLarge++;
+    // The runtimes enforce WSGATE_MAX_MESSAGE_BYTES themselves: the client gets 1009 before the frame
+    // reaches message(), and uWS-based ones report it here as 1006 "Received too big message".
+    if (conn.user && !conn.refuse && (code === CLOSE.TOO_BIG.code || (reason !== undefined && /too big/i.test(reason)))) this.metrics.tooLarge++;
     if (conn.held) {
       conn.held = null;
       this.awaitingResume.delete(conn);
     }
     const entry = conn.user;
     if (!entry) return;
+    if (conn.envelope) this.rpc.closed(conn, entry.send);
     conn.user = null;
     this.metrics.connections--;
     const conns = entry.conns;
@@ -280,7 +295,7 @@ export class Gateway {
     if (conns.length === 0) {
       this.users.delete(entry.key);
       this.metrics.users--;
-      this.broker.unwatch(entry.handle);
+      if (entry.handle !== RELEASED) this.broker.unwatch(entry.handle);
       if (this.dirty.delete(entry)) this.saveCursor(entry);
     }
   }
@@ -302,6 +317,7 @@ export class Gateway {
     }
     this.metrics.messagesIn++;
     this.metrics.bytesIn += bytes.length;
+    if (conn.envelope) return this.rpc.frame(conn, data, binary);
     try {
       this.broker.publish(entry.send, bytes, {
         [HEADER.conn]: String(conn.id),
@@ -394,7 +410,16 @@ export class Gateway {
     if (conn.refuse) return;
     conn.refuse = why;
     this.transport.close(conn.ws, why.code, why.reason);
-    if (conn.user) this.deadlines.set(conn, this.deadlines.now() + CLOSE_GRACE_S);
+    const entry = conn.user;
+    if (!entry) return;
+    this.deadlines.set(conn, this.deadlines.now() + CLOSE_GRACE_S);
+    // Nothing more goes to closing sockets: when all of a user's are closing, stop the
+    // broker sending (a firehose at a slow consumer would otherwise be read and dropped
+    // here for the whole grace period).
+    if (entry.handle !== RELEASED && entry.conns.every((c) => c.refuse)) {
+      this.broker.unwatch(entry.handle);
+      entry.handle = RELEASED;
+    }
   }
 
   /** A deadline passed: the token expired, or a closing peer ran out of grace. */
@@ -436,7 +461,13 @@ export class Gateway {
       },
     };
     return this.withRetry("catch-up", svcUser, () => this.users.get(entry.key) !== entry, async (gone) => {
-      if (entry.lastSeq < 0) entry.lastSeq = await this.mailbox!.loadCursor(svcUser);
+      if (entry.lastSeq < 0) {
+        const cursor = await this.mailbox!.loadCursor(svcUser);
+        // Live messages held since this node subscribed are new to its sockets, even when
+        // another node serving the same user already moved the shared cursor past them.
+        const first = entry.held?.[0];
+        entry.lastSeq = first && first.prev < cursor ? first.prev : cursor;
+      }
       const read = await replay(this.mailbox!, svcUser, target, gone);
       if (read < 0) return;
       this.metrics.mailboxBacklogDelivered += read;
@@ -572,6 +603,7 @@ export class Gateway {
     }
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.deadlines.stop();
+    this.rpc.stop();
     this.flushCursors();
     await this.broker.close();
   }

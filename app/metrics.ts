@@ -13,6 +13,10 @@ export type RefusalReason =
   | "upgrade_rate"
   | "user_full";
 
+/** answered: the client replied; client_error: its handler failed; expired: the requester's timeout passed; closed: the socket went first; overloaded: no socket had room */
+export type RequestOutcome = "answered" | "client_error" | "expired" | "closed" | "overloaded";
+export type CallOutcome = "ok" | "service_error" | "no_responders" | "timeout" | "too_many" | "unavailable";
+
 export class Metrics {
   connections = 0;
   users = 0;
@@ -54,6 +58,11 @@ export class Metrics {
   tokenExpired = 0;
   closeTimeouts = 0;
   serviceApiRefused = 0;
+  /** request/reply through the wsgate.v1 envelope (rpc.ts) */
+  envelopeErrors = 0;
+  requests: Record<RequestOutcome, number> = { answered: 0, client_error: 0, expired: 0, closed: 0, overloaded: 0 };
+  calls: Record<CallOutcome, number> = { ok: 0, service_error: 0, no_responders: 0, timeout: 0, too_many: 0, unavailable: 0 };
+  rpcPending = 0;
 
   render(nodeId: string, runtime: string): string {
     const lines: string[] = [];
@@ -93,6 +102,12 @@ export class Metrics {
     put("wsgate_mailbox_catchup_errors_total", "counter", "Catch-ups that failed and were retried.", this.mailboxCatchupErrors);
     put("wsgate_mailbox_gaps_healed_total", "counter", "Breaks in a user's live sequence chain healed from the stream.", this.mailboxGaps);
     put("wsgate_mailbox_duplicates_skipped_total", "counter", "Live messages already delivered from the stream, not sent again.", this.mailboxDuplicates);
+    put("wsgate_envelope_errors_total", "counter", "wsgate.v1 frames refused with an error frame (not JSON, failed the schema, binary).", this.envelopeErrors);
+    lines.push("# HELP wsgate_requests_total Service to client requests, by outcome.", "# TYPE wsgate_requests_total counter");
+    for (const [outcome, n] of Object.entries(this.requests)) lines.push(`wsgate_requests_total{outcome="${outcome}"} ${n}`);
+    lines.push("# HELP wsgate_calls_total Client to service calls, by outcome.", "# TYPE wsgate_calls_total counter");
+    for (const [outcome, n] of Object.entries(this.calls)) lines.push(`wsgate_calls_total{outcome="${outcome}"} ${n}`);
+    put("wsgate_rpc_pending", "gauge", "Requests waiting for a client and calls waiting for a service.", this.rpcPending);
     return lines.join("\n") + "\n";
   }
 }

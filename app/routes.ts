@@ -11,11 +11,16 @@ import { type Identity, type IdentityError, isIdentityError } from "./identity.t
 import { Auth } from "./auth.ts";
 import { Security } from "./security.ts";
 import { ID_PATTERN } from "./subjects.ts";
+import { SUBPROTOCOL } from "./envelope.ts";
+import { requestRoutes } from "./rpc-routes.ts";
 
 /** Per request, the adapter says how to upgrade on its runtime. */
 export type UpgradeEnv = {
   Bindings: {
-    /** Performs the upgrade with `conn` as the socket's data; returns the response to hand back. */
+    /**
+     * Performs the upgrade with `conn` as the socket's data; returns the response to hand back.
+     * When `conn.envelope` is set it selects the wsgate.v1 subprotocol (Sec-WebSocket-Protocol).
+     */
     upgrade: (req: Request, conn: Conn) => Response;
   };
 };
@@ -97,13 +102,15 @@ export function routes(gw: Gateway): Hono<UpgradeEnv> {
         gw.metrics.refused.identity++;
         return c.text(id.error + "\n", id.status);
       }
-      const conn = gw.admit(id);
+      const conn = gw.admit(id, offersEnvelope(c.req.header("sec-websocket-protocol")));
       if ("error" in conn) return c.text(conn.error + "\n", conn.status as 503);
       return c.env.upgrade(c.req.raw, conn);
     };
     const id = sec.auth.identify(c.req.raw);
     return id instanceof Promise ? id.then(finish) : finish(id);
   };
+  requestRoutes(app, gw);
+
   app.get("/ws", upgrade);
   app.get("/ws/*", upgrade);
 
@@ -151,4 +158,11 @@ export function embeddedRoutes(app: Hono<UpgradeEnv>, gw: Gateway, broker: Embed
       untap();
     });
   });
+}
+
+/** The client offers the wsgate.v1 envelope among its subprotocols (a comma-separated list). */
+function offersEnvelope(header: string | undefined): boolean {
+  if (!header) return false;
+  for (const p of header.split(",")) if (p.trim() === SUBPROTOCOL) return true;
+  return false;
 }

@@ -11,6 +11,10 @@ export type Subjects = {
   live(svc: string, user: string): string;
   /** where the mailbox keeps how far delivery to a user got */
   cursor(svc: string, user: string): string;
+  /** services → client requests (wsgate.v1): watched only while the user has an envelope connection */
+  req(svc: string, user: string): string;
+  /** client → service calls (wsgate.v1) */
+  call(svc: string, method: string): string;
   /** every subject the mailbox stream captures */
   recvAll: string;
   liveAll: string;
@@ -27,6 +31,8 @@ export function subjects(prefix: string): Subjects {
     recv: (svc, user) => recv + svc + "." + user,
     live: (svc, user) => live + svc + "." + user,
     cursor: (svc, user) => cursor + svc + "." + user,
+    req: (svc, user) => `${prefix}.req.${svc}.${user}`,
+    call: (svc, method) => `${prefix}.call.${svc}.${method}`,
     recvAll: recv + ">",
     liveAll: live + ">",
     cursorAll: cursor + ">",

@@ -1180,7 +1180,15 @@ async function runParent() {
       stop("signal");
     });
   }
-  const hardTimer = setTimeout(() => stop("max-seconds"), maxSeconds * 1000);
+  const hardTimer = setTimeout(() => {
+    stop("max-seconds");
+    // the summary normally follows within seconds; if anything hangs, leave anyway
+    setTimeout(() => {
+      console.error("loadgen: could not finish cleanly after --max-seconds; exiting");
+      for (const w of ws) w.proc.kill(9);
+      process.exit(3);
+    }, 20_000).unref();
+  }, maxSeconds * 1000);
   const sleep = (ms: number) => Promise.race([Bun.sleep(ms), stopped]);
 
   // ── phases ──
@@ -1267,6 +1275,8 @@ async function runParent() {
     renameSync(tmp, o["ready-file"]);
   }
   if (!quiet && !stopReason) console.error(`loadgen: ${openTotals.open}/${conns} open after ${(openMs / 1000).toFixed(2)} s (${openTotals.dead} given up)`);
+
+  if (!stopReason && conns > 0 && openTotals.open === 0) stop("none-open");
 
   // ── the mode's main part ──
   const storm: any[] = [];

@@ -20,6 +20,12 @@ case "$runtime" in
         --outfile dist/node-uws.mjs >/dev/null
     fi
     exec node dist/node-uws.mjs ;;
-  deno) exec "$bin/deno" run --quiet --allow-net --allow-env --allow-ffi adapters/deno.ts ;;
+  deno)
+    # Read access to exactly the key and certificate files the configuration names, nothing else.
+    reads=""
+    for f in "$WSGATE_JWT_PUBLIC_KEY" "$WSGATE_TLS_CERT" "$WSGATE_TLS_KEY"; do
+      [ -n "$f" ] && reads="${reads:+$reads,}$f"
+    done
+    exec "$bin/deno" run --quiet --allow-net --allow-env --allow-ffi ${reads:+"--allow-read=$reads"} adapters/deno.ts ;;
   *) echo "usage: scripts/start.sh [bun|node|deno]" >&2; exit 2 ;;
 esac

@@ -1,10 +1,11 @@
 #!/bin/sh
 # The whole test suite: unit tests, the conformance suite on Bun, Node-uWS and Deno,
-# multi-node, faults and the compiled binary. Installs what a fresh machine lacks.
+# multi-node, faults, the compiled binary, request/reply and the client SDK (also in
+# headless Chromium). Installs what a fresh machine lacks.
 # Ends with one line: tests: N passed, M failed[, K skipped]
 cd "$(dirname "$0")/.."
 
-if [ ! -x node_modules/.bin/bun ] || [ ! -x node_modules/.bin/deno ]; then
+if [ ! -x node_modules/.bin/bun ] || [ ! -x node_modules/.bin/deno ] || [ ! -d node_modules/playwright-core ]; then
   echo "test.sh: npm dependencies missing; running npm install"
   npm install --no-audit --no-fund || { echo "tests: 0 passed, 1 failed"; exit 1; }
 fi
@@ -15,6 +16,17 @@ if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; t
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get install -y nats-server >/dev/null 2>&1 || { $sudo_cmd apt-get update >/dev/null 2>&1 && $sudo_cmd apt-get install -y nats-server >/dev/null 2>&1; } || {
     echo "test.sh: could not install nats-server (apt-get install -y nats-server failed)"
+    echo "tests: 0 passed, 1 failed"
+    exit 1
+  }
+fi
+# The browser test drives Debian's Chromium (playwright-core downloads no browser of its own).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "test.sh: chromium not found; installing Debian's chromium package for the browser test"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get install -y chromium >/dev/null 2>&1 || { $sudo_cmd apt-get update >/dev/null 2>&1 && $sudo_cmd apt-get install -y chromium >/dev/null 2>&1; } || {
+    echo "test.sh: could not install chromium (apt-get install -y chromium failed)"
     echo "tests: 0 passed, 1 failed"
     exit 1
   }

@@ -113,7 +113,7 @@ if (mode === "max") {
       await Bun.sleep(1);
       continue;
     }
-    publishN(Math.min(room, 5000));
+    publishN(room);
   }
 } else {
   let lastPoll = 0;

@@ -44,7 +44,7 @@ const server = Bun.serve<Data>({
   fetch(req, srv) {
     const path = new URL(req.url).pathname;
     if (path === "/ws") {
-      if (mode === "idle") return srv.upgrade(req) ? undefined : new Response("upgrade failed\n", { status: 400 });
+      if (mode === "idle") return srv.upgrade(req, { data: undefined }) ? undefined : new Response("upgrade failed\n", { status: 400 });
       const cookie = req.headers.get("cookie") ?? "";
       const svc = SVC.exec(cookie)?.[1];
       const user = USER.exec(cookie)?.[1];

@@ -119,12 +119,14 @@ export type GatewayOptions = {
   waitReady?: boolean;
   /** the command to run instead of scripts/start.sh <runtime> */
   cmd?: string[];
+  /** listen on this port (a restarted gateway taking over its predecessor's address) */
+  port?: number;
 };
 
 let nodeCounter = 0;
 
 export async function startGateway(runtime: Runtime, opts: GatewayOptions = {}): Promise<Gateway> {
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const nodeId = `t${process.pid}-${++nodeCounter}`;
   const env = { ...process.env, PORT: String(port), HOST: "127.0.0.1", WSGATE_NODE_ID: nodeId, ...opts.env } as Record<string, string>;
   if (!opts.env?.NATS_URL) delete env.NATS_URL;

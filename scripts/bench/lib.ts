@@ -1,0 +1,585 @@
+// Shared pieces of the benchmarks: ports, nats-server, the gateway, the reference servers,
+// the load client and the publisher as child processes, /proc readings, tables.
+// Every process started here is recorded and stopped by its own PID at the end (never by
+// name); every wait is bounded.
+import type { Subprocess } from "bun";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+export const BUN = process.execPath;
+export const NATS_SERVER = process.env.NATS_SERVER ?? "/usr/sbin/nats-server";
+
+// ───────────────────────── logging, run directory ─────────────────────────
+
+const started = Date.now();
+export function log(msg: string) {
+  const t = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
+  console.error(`[bench ${t}s] ${msg}`);
+}
+
+let runDirPath: string | null = null;
+/** .tmp/bench/<stamp>/ under the repo (git-ignored): logs of every child, kept for reading. */
+export function runDir(): string {
+  if (!runDirPath) {
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+    runDirPath = join(ROOT, ".tmp", "bench", stamp);
+    mkdirSync(runDirPath, { recursive: true });
+  }
+  return runDirPath;
+}
+
+export const sleep = (ms: number) => Bun.sleep(ms);
+
+// ───────────────────────── process registry and cleanup ─────────────────────────
+
+const children = new Set<{ name: string; proc: Subprocess; extraPids: number[] }>();
+
+function track(name: string, proc: Subprocess) {
+  const rec = { name, proc, extraPids: [] as number[] };
+  children.add(rec);
+  proc.exited.then(() => children.delete(rec));
+  return rec;
+}
+
+/** Kills what is still running, by PID only. Safe to call more than once. */
+export function killAll(signal: NodeJS.Signals | number = "SIGKILL") {
+  for (const c of children) {
+    for (const pid of c.extraPids) {
+      try {
+        process.kill(pid, signal);
+      } catch {}
+    }
+    try {
+      c.proc.kill(signal);
+    } catch {}
+  }
+}
+
+let cleanupsInstalled = false;
+const tempDirs: string[] = [];
+export function installCleanup() {
+  if (cleanupsInstalled) return;
+  cleanupsInstalled = true;
+  process.on("exit", () => {
+    killAll("SIGKILL");
+    for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+  });
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      log(`${sig}: stopping every child process`);
+      killAll("SIGKILL");
+      process.exit(130);
+    });
+  }
+}
+
+/** Sends SIGTERM, waits up to `ms`, then SIGKILL; the PID is always one we started. */
+async function stopProc(proc: Subprocess, extraPids: number[] = [], ms = 8000) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  try {
+    proc.kill("SIGTERM");
+  } catch {}
+  const done = await Promise.race([proc.exited.then(() => true), sleep(ms).then(() => false)]);
+  if (!done) {
+    for (const pid of extraPids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
+    }
+    proc.kill("SIGKILL");
+    await Promise.race([proc.exited, sleep(2000)]);
+  }
+}
+
+// ───────────────────────── ports ─────────────────────────
+
+function rangeFromEnv(name: string): [number, number] | null {
+  const v = process.env[name];
+  if (!v) return null;
+  const m = /^(\d+)-(\d+)$/.exec(v);
+  if (!m) throw new Error(`${name} must look like 18300-18499`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+const handedOut = new Set<number>();
+function canListen(port: number): boolean {
+  try {
+    const s = Bun.listen({ hostname: "0.0.0.0", port, socket: { data() {} } });
+    s.stop(true);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A free TCP port: from $WSGATE_BENCH_PORTS (HTTP) or $WSGATE_BENCH_NATS_PORTS (NATS) when set,
+ * e.g. "18300-18499", otherwise one the kernel picks.
+ */
+export function freePort(kind: "http" | "nats"): number {
+  const range = rangeFromEnv(kind === "http" ? "WSGATE_BENCH_PORTS" : "WSGATE_BENCH_NATS_PORTS");
+  if (range) {
+    const [lo, hi] = range;
+    const n = hi - lo + 1;
+    const start = Math.floor(Math.random() * n);
+    for (let i = 0; i < n; i++) {
+      const p = lo + ((start + i) % n);
+      if (!handedOut.has(p) && canListen(p)) {
+        handedOut.add(p);
+        return p;
+      }
+    }
+    throw new Error(`no free port in ${lo}-${hi}`);
+  }
+  for (let i = 0; i < 20; i++) {
+    const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const p = s.port;
+    s.stop(true);
+    if (!handedOut.has(p)) {
+      handedOut.add(p);
+      return p;
+    }
+  }
+  throw new Error("no free port");
+}
+
+// ───────────────────────── /proc ─────────────────────────
+
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!m) throw new Error(`no VmRSS for ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+export type KernelStats = { slabBytes: number; sockUsed: number; tcpInuse: number; tcpAlloc: number; tcpTw: number; tcpMemBytes: number };
+export function kernelStats(): KernelStats {
+  const mi = readFileSync("/proc/meminfo", "utf8");
+  const slab = Number(/^Slab:\s+(\d+) kB/m.exec(mi)?.[1] ?? NaN) * 1024;
+  const ss = readFileSync("/proc/net/sockstat", "utf8");
+  const used = Number(/sockets: used (\d+)/.exec(ss)?.[1] ?? NaN);
+  const tcp = /TCP: inuse (\d+) orphan \d+ tw (\d+) alloc (\d+) mem (\d+)/.exec(ss);
+  return {
+    slabBytes: slab,
+    sockUsed: used,
+    tcpInuse: Number(tcp?.[1] ?? NaN),
+    tcpTw: Number(tcp?.[2] ?? NaN),
+    tcpAlloc: Number(tcp?.[3] ?? NaN),
+    tcpMemBytes: Number(tcp?.[4] ?? NaN) * 4096, // sockstat counts pages
+  };
+}
+
+/** The process that actually serves: follows `sh -> exec bun` or `sh -> child bun`. */
+function servingPid(pid: number): number {
+  for (let depth = 0; depth < 3; depth++) {
+    let comm = "";
+    try {
+      comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+    } catch {
+      return pid;
+    }
+    if (comm !== "sh" && comm !== "dash" && comm !== "bash") return pid;
+    let kids: string[] = [];
+    try {
+      kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    } catch {}
+    if (kids.length !== 1) return pid;
+    pid = Number(kids[0]);
+  }
+  return pid;
+}
+
+// ───────────────────────── nats-server ─────────────────────────
+
+export type Nats = { url: string; port: number; monitorPort: number; pid: number; stop(): Promise<void>; subscriptions(): Promise<number> };
+
+export async function startNats(): Promise<Nats> {
+  const port = freePort("nats");
+  const monitorPort = freePort("nats");
+  const store = mkdtempSync(join(tmpdir(), "wsgate-bench-nats-"));
+  tempDirs.push(store);
+  const logFile = join(runDir(), `nats-${port}.log`);
+  const proc = Bun.spawn({
+    cmd: [NATS_SERVER, "-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-js", "-sd", store],
+    stdio: ["ignore", Bun.file(logFile), Bun.file(logFile)],
+  });
+  const rec = track("nats-server", proc);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`nats-server exited at start; see ${logFile}`);
+    try {
+      const r = await fetch(`http://127.0.0.1:${monitorPort}/healthz`);
+      if (r.ok) break;
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`nats-server not ready in 10 s; see ${logFile}`);
+    await sleep(50);
+  }
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    monitorPort,
+    pid: proc.pid,
+    async subscriptions() {
+      const r = await fetch(`http://127.0.0.1:${monitorPort}/subsz`);
+      return Number(((await r.json()) as { num_subscriptions: number }).num_subscriptions);
+    },
+    async stop() {
+      await stopProc(proc, rec.extraPids, 5000);
+      rmSync(store, { recursive: true, force: true });
+    },
+  };
+}
+
+// ───────────────────────── servers under test ─────────────────────────
+
+export type HeapInfo = { heapSize: number; objectCount: number; extraMemorySize: number; rss: number; top: [string, number][] };
+
+export type Server = {
+  name: string;
+  port: number;
+  pid: number;
+  wsUrl: string;
+  metricsUrl: string;
+  logFile: string;
+  metrics(): Promise<Record<string, number>>;
+  rss(): number;
+  /** Full GC in the server (SIGUSR2 to the preloaded hook); resolves with its heap figures. */
+  gc(): Promise<HeapInfo | null>;
+  stop(): Promise<void>;
+};
+
+/** Environment for a server child: ours without any WSGATE_* / NATS_* / BUN_OPTIONS, plus `extra`. */
+function childEnv(extra: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v === undefined || k.startsWith("WSGATE_") || k.startsWith("NATS_") || k === "BUN_OPTIONS" || k.startsWith("REF_")) continue;
+    env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+
+async function startServer(name: string, cmd: string[], env: Record<string, string>, readyPath: string): Promise<Server> {
+  const port = freePort("http");
+  const hookOut = join(runDir(), `${name}-${port}.heap.json`);
+  const logFile = join(runDir(), `${name}-${port}.log`);
+  const proc = Bun.spawn({
+    cmd,
+    cwd: ROOT,
+    env: childEnv({
+      ...env,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      BUN_OPTIONS: `--preload ${join(import.meta.dir, "gc-hook.ts")}`,
+      WSGATE_BENCH_HOOK_OUT: hookOut,
+    }),
+    stdio: ["ignore", Bun.file(logFile), Bun.file(logFile)],
+  });
+  const rec = track(name, proc);
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`${name} exited at start (code ${proc.exitCode}); see ${logFile}`);
+    try {
+      const r = await fetch(base + readyPath);
+      if (r.ok) break;
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`${name} not ready in 20 s; see ${logFile}`);
+    await sleep(50);
+  }
+  const pid = servingPid(proc.pid);
+  if (pid !== proc.pid) rec.extraPids.push(pid);
+  return {
+    name,
+    port,
+    pid,
+    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    metricsUrl: `${base}/metrics`,
+    logFile,
+    async metrics() {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      const out: Record<string, number> = {};
+      for (const line of text.split("\n")) {
+        const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+        if (m) out[m[1]] = Number(m[2]);
+      }
+      return out;
+    },
+    rss: () => rssBytes(pid),
+    async gc() {
+      let before = 0;
+      try {
+        before = JSON.parse(readFileSync(hookOut, "utf8")).at;
+      } catch {}
+      process.kill(pid, "SIGUSR2");
+      const until = Date.now() + 10_000;
+      while (Date.now() < until) {
+        await sleep(50);
+        try {
+          const h = JSON.parse(readFileSync(hookOut, "utf8"));
+          if (h.at !== before) return h as HeapInfo;
+        } catch {}
+      }
+      return null;
+    },
+    stop: () => stopProc(proc, rec.extraPids, 8000),
+  };
+}
+
+/** The gateway exactly as operators start it (scripts/start.sh bun), plus the GC hook. */
+export function startGateway(name: string, natsUrl: string | null, env: Record<string, string> = {}): Promise<Server> {
+  return startServer(
+    name,
+    ["sh", "scripts/start.sh", "bun"],
+    {
+      ...(natsUrl ? { NATS_URL: natsUrl } : {}),
+      WSGATE_LOG_LEVEL: "warn",
+      // the benchmarks measure capacity, not the abuse limits
+      WSGATE_MAX_UPGRADES_PER_SEC: "0",
+      ...env,
+    },
+    "/readyz",
+  );
+}
+
+export function startRef(name: string, mode: "idle" | "nats", natsUrl?: string, prefix = "ws"): Promise<Server> {
+  return startServer(
+    name,
+    [BUN, join(import.meta.dir, "ref-bun.ts")],
+    { REF_MODE: mode, REF_PREFIX: prefix, ...(natsUrl ? { NATS_URL: natsUrl } : {}) },
+    "/readyz",
+  );
+}
+
+/** Polls the server's metrics until `pred` holds (bounded); returns the last reading. */
+export async function waitMetrics(s: Server, pred: (m: Record<string, number>) => boolean, ms: number, what: string) {
+  const until = Date.now() + ms;
+  let m: Record<string, number> = {};
+  for (;;) {
+    try {
+      m = await s.metrics();
+      if (pred(m)) return m;
+    } catch {}
+    if (Date.now() > until) {
+      log(`warning: ${s.name}: ${what} not reached in ${ms / 1000} s`);
+      return m;
+    }
+    await sleep(200);
+  }
+}
+
+/**
+ * Mailbox on: each user's first connection starts a catch-up read from JetStream. Waits until
+ * `want` have finished, or the count has stopped moving for 2 s (mailbox off: it stays 0).
+ */
+export async function waitCatchups(s: Server, want: number, ms = 60_000) {
+  const key = "wsgate_mailbox_catchup_seconds_count";
+  const until = Date.now() + ms;
+  let last = -1;
+  let since = Date.now();
+  for (;;) {
+    const m = await s.metrics().catch(() => ({}) as Record<string, number>);
+    if (!(key in m)) return;
+    const n = m[key];
+    if (n >= want) return;
+    if (n !== last) {
+      last = n;
+      since = Date.now();
+    } else if (Date.now() - since > 2000) return;
+    if (Date.now() > until) {
+      log(`warning: ${s.name}: ${n}/${want} mailbox catch-ups after ${ms / 1000} s`);
+      return;
+    }
+    await sleep(200);
+  }
+}
+
+// ───────────────────────── load client and publisher ─────────────────────────
+
+export type LoadgenSummary = any;
+
+export class Loadgen {
+  private out: Promise<string>;
+  private readyFile: string;
+  constructor(
+    readonly name: string,
+    private proc: Subprocess<"pipe", "pipe", any>,
+    readyFile: string,
+    readonly logFile: string,
+  ) {
+    this.readyFile = readyFile;
+    this.out = new Response(proc.stdout).text();
+  }
+
+  static start(name: string, args: string[]): Loadgen {
+    const dir = runDir();
+    const readyFile = join(dir, `${name}.ready.json`);
+    const logFile = join(dir, `${name}.log`);
+    rmSync(readyFile, { force: true });
+    const proc = Bun.spawn({
+      cmd: [BUN, join(ROOT, "scripts/loadgen.ts"), ...args, "--control", "stdin", "--ready-file", readyFile],
+      cwd: ROOT,
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: Bun.file(logFile),
+    });
+    track(name, proc);
+    return new Loadgen(name, proc, readyFile, logFile);
+  }
+
+  /** Waits until every connection is open (or given up); returns the loadgen's ready line. */
+  async ready(ms: number): Promise<{ open: number; dead: number; ms: number; src: string }> {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      if (existsSync(this.readyFile)) return JSON.parse(readFileSync(this.readyFile, "utf8"));
+      if (this.proc.exitCode !== null) throw new Error(`${this.name} exited before all connections were open; see ${this.logFile}`);
+      await sleep(100);
+    }
+    throw new Error(`${this.name}: connections not open after ${ms / 1000} s; see ${this.logFile}`);
+  }
+
+  get pid() {
+    return this.proc.pid;
+  }
+
+  phase(name: string) {
+    this.proc.stdin.write(`phase ${name}\n`);
+    this.proc.stdin.flush();
+  }
+
+  async stop(ms = 30_000): Promise<LoadgenSummary> {
+    try {
+      this.proc.stdin.write("stop\n");
+      this.proc.stdin.flush();
+    } catch {}
+    const done = await Promise.race([this.proc.exited.then(() => true), sleep(ms).then(() => false)]);
+    if (!done) {
+      this.proc.kill("SIGKILL");
+      throw new Error(`${this.name} did not stop in ${ms / 1000} s; see ${this.logFile}`);
+    }
+    const text = await this.out;
+    const line = text.trim().split("\n").pop() ?? "";
+    try {
+      return JSON.parse(line);
+    } catch {
+      throw new Error(`${this.name}: no summary line (exit ${this.proc.exitCode}); see ${this.logFile}`);
+    }
+  }
+
+  /** Runs to completion (modes with a duration): returns the summary. */
+  async done(ms: number): Promise<LoadgenSummary> {
+    const ok = await Promise.race([this.proc.exited.then(() => true), sleep(ms).then(() => false)]);
+    if (!ok) return this.stop();
+    return JSON.parse((await this.out).trim().split("\n").pop() ?? "{}");
+  }
+}
+
+export type PublisherSummary = { published: number; seconds: number; ratePerS: number; stalls: number; inFlightAtEnd: number; polls: number; cpuSeconds: number };
+
+export async function runPublisher(name: string, args: string[], ms: number): Promise<PublisherSummary> {
+  const logFile = join(runDir(), `${name}.log`);
+  const proc = Bun.spawn({
+    cmd: [BUN, join(import.meta.dir, "publisher.ts"), ...args],
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: Bun.file(logFile),
+  });
+  track(name, proc);
+  const out = new Response(proc.stdout).text();
+  const ok = await Promise.race([proc.exited.then(() => true), sleep(ms).then(() => false)]);
+  if (!ok) {
+    proc.kill("SIGKILL");
+    throw new Error(`${name} did not finish in ${ms / 1000} s`);
+  }
+  const line = (await out).trim().split("\n").pop() ?? "";
+  let sum: PublisherSummary;
+  try {
+    sum = JSON.parse(line);
+  } catch {
+    throw new Error(`${name} failed (exit ${proc.exitCode}); see ${logFile}`);
+  }
+  const ru = proc.resourceUsage();
+  sum.cpuSeconds = ru ? (Number(ru.cpuTime.user) + Number(ru.cpuTime.system)) / 1e6 : NaN;
+  return sum;
+}
+
+// ───────────────────────── numbers and tables ─────────────────────────
+
+export function median(xs: number[]): number {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+export function fmt(x: number | null | undefined, digits = 0): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return "-";
+  return x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+export function table(head: string[], rows: string[][]): string {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join("  ");
+  return [line(head), w.map((n) => "-".repeat(n)).join("  "), ...rows.map(line)].join("\n");
+}
+
+export function argInt(v: string | undefined, name: string, min: number, max: number, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be a whole number from ${min} to ${max}`);
+  return n;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU seconds of a process and its direct children (the loadgen and its workers). */
+export function treeCpuSeconds(pid: number): number {
+  let kids: number[] = [];
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {}
+  return cpuSeconds(pid) + kids.reduce((a, k) => a + cpuSeconds(k), 0);
+}
+
+/** Busy CPU seconds of the whole machine so far (all cores), from /proc/stat. */
+export function machineBusySeconds(): number {
+  const l = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = l[3] + (l[4] ?? 0);
+  return (l.reduce((a, b) => a + b, 0) - idle) / 100;
+}
+
+/** Empties a JetStream stream (the gateway's mailbox) so a run starts below every per-user cap. */
+export async function purgeStream(natsUrl: string, stream: string): Promise<number> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const nc = await connect({ servers: natsUrl, name: "wsgate-bench-admin" });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const r = await jsm.streams.purge(stream);
+    return r.purged;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Cores busy on the machine over `ms` while we do nothing: other people's load skews every figure. */
+export async function backgroundLoad(ms = 1000): Promise<number> {
+  const a = machineBusySeconds();
+  await sleep(ms);
+  return (machineBusySeconds() - a) / (ms / 1000);
+}
+
+export async function warnIfBusy(what: string) {
+  const busy = await backgroundLoad();
+  if (busy > 0.25) log(`warning: ${busy.toFixed(2)} of 2 cores already busy before ${what}: other processes on the box will skew the figures`);
+  return busy;
+}
