@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { bunClient, cookie, type Client } from "./helpers/clients.ts";
+import { bunClient, cookie, type Client, wsPackageClient } from "./helpers/clients.ts";
 import { type Gateway, type Nats, RUNTIMES, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
 
 const texts = (c: Client) => c.received.map((m) => m.data as string);
@@ -113,6 +113,39 @@ for (const runtime of RUNTIMES) {
         expect(start).toBeLessThanOrEqual(a.length);
         expect(b).toEqual(range(start, 1000));
         console.log(`[${runtime}] kill -9 after ${a.length} delivered: ${a.length - start} redelivered, 0 lost`);
+        second.close();
+      } finally {
+        await g2.stop("SIGKILL");
+      }
+    });
+
+    test("envelope resume after a gateway kill -9: exactly what follows the last seen seq, no duplicate", async () => {
+      const frames = (c: Client) => c.received.map((m) => JSON.parse(m.data as string) as { type: string; data: string; seq: number });
+      const g1 = await startGateway(runtime, { env: { NATS_URL: nats.url, ...MAILBOX_ENV } });
+      const first = await wsPackageClient(g1.ws, { Cookie: cookie(svc, "env") }, "wsgate.v1");
+      first.send(JSON.stringify({ type: "resume" }));
+      let sent = 0;
+      const publisher = (async () => {
+        while (sent < 600) {
+          for (let i = 0; i < 20 && sent < 600; i++) pub("env", `m${sent++}`);
+          await nc.flush();
+          await Bun.sleep(5);
+        }
+      })();
+      await waitFor("part of the stream", () => first.received.length >= 150, 20_000);
+      await g1.stop("SIGKILL");
+      await publisher;
+      const seen = frames(first);
+      const last = seen[seen.length - 1].seq;
+      const g2 = await startGateway(runtime, { env: { NATS_URL: nats.url, ...MAILBOX_ENV } });
+      try {
+        const second = await wsPackageClient(g2.ws, { Cookie: cookie(svc, "env") }, "wsgate.v1");
+        second.send(JSON.stringify({ type: "resume", after: last }));
+        await waitFor("the rest of the stream", () => frames(second).some((f) => f.data === "m599"), 20_000);
+        const all = [...seen, ...frames(second)];
+        expect(all.map((f) => f.data)).toEqual(range(0, 600));
+        const seqs = all.map((f) => f.seq);
+        expect(seqs.every((s, i) => i === 0 || s > seqs[i - 1])).toBe(true);
         second.close();
       } finally {
         await g2.stop("SIGKILL");

@@ -46,9 +46,9 @@ export function bunClient(url: string, headers: Record<string, string>): Promise
 }
 
 /** The `ws` package's client, which also reports the HTTP status of a refused upgrade. */
-export function wsPackageClient(url: string, headers: Record<string, string>): Promise<Client> {
+export function wsPackageClient(url: string, headers: Record<string, string>, protocol?: string): Promise<Client> {
   return new Promise((resolve, reject) => {
-    const ws = new WS(url, { headers });
+    const ws = protocol ? new WS(url, protocol, { headers }) : new WS(url, { headers });
     const received: Received[] = [];
     let onClose!: (v: { code: number; reason: string }) => void;
     const closed = new Promise<{ code: number; reason: string }>((r) => (onClose = r));
