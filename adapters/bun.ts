@@ -31,6 +31,7 @@ const serve = (port: number) =>
   Bun.serve<Conn>({
     port,
     hostname: config.host,
+    reusePort: config.workers > 1, // scripts/start.sh runs WSGATE_WORKERS processes on one port
     tls: secrets.tls ?? undefined,
     fetch(req, srv) {
       return app.fetch(req, {

@@ -85,6 +85,7 @@ function serve(port: number, onListen: (addr: Deno.NetAddr) => void): Deno.HttpS
   const s = Deno.serve(
     {
       hostname: config.host,
+      reusePort: config.workers > 1,
       port,
       ...(secrets.tls ?? {}),
       onListen, // also silences Deno's own "Listening on" line

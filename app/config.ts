@@ -116,6 +116,9 @@ const EnvSchema = v.object({
     "ws",
   ),
   WSGATE_NODE_ID: v.optional(v.pipe(v.string(), v.regex(ID_RULE, "WSGATE_NODE_ID must match ^[A-Za-z0-9_-]{1,64}$"))),
+  WSGATE_WORKERS: int("WSGATE_WORKERS", 1, 64, 1),
+  /** set by scripts/start.sh for each worker it starts */
+  WSGATE_WORKER: v.optional(int("WSGATE_WORKER", 1, 64, 1)),
   WSGATE_MAX_CONNECTIONS: int("WSGATE_MAX_CONNECTIONS", 1, 10_000_000, 1_000_000),
   WSGATE_MAX_MESSAGE_BYTES: int("WSGATE_MAX_MESSAGE_BYTES", 16, 64 * 1024 * 1024, 64 * 1024),
   WSGATE_IDLE_TIMEOUT_S: int("WSGATE_IDLE_TIMEOUT_S", 0, 960, 120),
@@ -141,6 +144,8 @@ export type Config = SecurityConfig & {
   natsUrl: string | undefined;
   prefix: string;
   nodeId: string;
+  /** processes sharing the port (SO_REUSEPORT); each is a node of its own */
+  workers: number;
   maxConnections: number;
   maxMessageBytes: number;
   idleTimeoutS: number;
@@ -193,13 +198,21 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(`config: ${String(name)}=${shown} rejected: ${issue.message}`);
   }
   const e = result.output;
+  if (e.WSGATE_WORKERS > 1 && !e.NATS_URL) {
+    throw new ConfigError(`config: WSGATE_WORKERS=${JSON.stringify(String(e.WSGATE_WORKERS))} rejected: more than one worker needs NATS_URL (workers are separate nodes that meet in NATS)`);
+  }
+  if (e.WSGATE_WORKERS > 1 && e.PORT === 0) {
+    throw new ConfigError(`config: PORT="0" rejected: workers must share one fixed port`);
+  }
+  const nodeId = e.WSGATE_NODE_ID ?? randomNodeId();
   return {
     ...securityConfig(e),
     port: e.PORT,
     host: e.HOST,
     natsUrl: e.NATS_URL,
     prefix: e.WSGATE_SUBJECT_PREFIX,
-    nodeId: e.WSGATE_NODE_ID ?? randomNodeId(),
+    nodeId: e.WSGATE_WORKER ? `${nodeId.slice(0, 60)}-w${e.WSGATE_WORKER}` : nodeId,
+    workers: e.WSGATE_WORKERS,
     maxConnections: e.WSGATE_MAX_CONNECTIONS,
     maxMessageBytes: e.WSGATE_MAX_MESSAGE_BYTES,
     idleTimeoutS: e.WSGATE_IDLE_TIMEOUT_S,
