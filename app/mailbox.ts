@@ -40,7 +40,7 @@ export class MailboxStore {
       discard: "old",
       num_replicas: c.replicas,
       max_age: c.maxAgeS * NS_PER_S,
-      max_msgs_per_subject: c.maxPerUser,
+      max_msgs_per_subject: c.maxPerUser > 0 ? c.maxPerUser : -1,
       max_bytes: c.maxBytes,
       allow_direct: true,
       republish: { src: this.subjects.recvAll, dest: this.subjects.liveAll },
