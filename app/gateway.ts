@@ -68,6 +68,8 @@ type UserEntry = {
   handle: unknown;
   /** mailbox: last stream sequence delivered to this user's sockets here; -1 until the cursor is read */
   lastSeq: number;
+  /** mailbox: last sequence every socket took without queueing it: what the cursor may record */
+  safeSeq: number;
   /** mailbox: live messages held while the backlog is read from the stream; null when live */
   held: Held[] | null;
 };
@@ -238,7 +240,7 @@ export class Gateway {
       return;
     }
     if (!entry) {
-      entry = { key, send: this.subjects.send(id.svc, id.user), conns: [], handle: null, lastSeq: -1, held: null };
+      entry = { key, send: this.subjects.send(id.svc, id.user), conns: [], handle: null, lastSeq: -1, safeSeq: 0, held: null };
       // Interest first, then the backlog: a message stored after this point arrives live
       // (and is held until the backlog is out), one stored before is in the stream.
       entry.handle = this.broker.watch(key);
@@ -335,7 +337,10 @@ export class Gateway {
   deliver(subject: string, data: Uint8Array, hint: FrameHint, seq: number, prev: number) {
     const entry = this.users.get(subject);
     if (!entry) return;
-    if (seq === 0 || !this.mailbox) return this.fanOut(entry, data, hint);
+    if (seq === 0 || !this.mailbox) {
+      this.fanOut(entry, data, hint);
+      return;
+    }
     if (entry.held) {
       if (entry.held.length < HOLD_MAX) entry.held.push({ data, hint, seq, prev });
       return;
@@ -351,11 +356,12 @@ export class Gateway {
       void this.catchUp(entry);
       return;
     }
-    this.fanOut(entry, data, hint, seq, prev);
-    this.advance(entry, seq);
+    this.advance(entry, seq, this.fanOut(entry, data, hint, seq, prev));
   }
 
-  private fanOut(entry: UserEntry, data: Uint8Array, hint: FrameHint, seq = 0, prev = 0) {
+  /** Returns whether every socket took the message straight away (nothing queued or refused). */
+  private fanOut(entry: UserEntry, data: Uint8Array, hint: FrameHint, seq = 0, prev = 0): boolean {
+    let flushed = true;
     const text = hint !== "binary" && isUtf8(data);
     const payload = text && this.transport.textAsString ? decoder.decode(data) : data;
     let framed: string | null = null; // the envelope frame, built once for all envelope sockets
@@ -366,6 +372,7 @@ export class Gateway {
       const conn = conns[i];
       if (conn.refuse) {
         m.dropped++; // closing with a code the client sees; nothing more goes out
+        flushed = false;
         continue;
       }
       let status: number;
@@ -386,7 +393,10 @@ export class Gateway {
       if (status > 0) {
         m.messagesOut++;
         m.bytesOut += data.length;
-      } else if (status < 0) {
+        continue;
+      }
+      flushed = false;
+      if (status < 0) {
         // Queued by the runtime: still delivered, but the reader is behind.
         m.messagesOut++;
         m.bytesOut += data.length;
@@ -397,6 +407,7 @@ export class Gateway {
         if (overBuffer(this.transport, conn.ws, maxBuffered)) this.slowConsumer(conn);
       }
     }
+    return flushed;
   }
 
   /** A reader that fell too far behind: closed rather than skipped, so it knows to resync. */
@@ -435,9 +446,17 @@ export class Gateway {
     else this.transport.close(conn.ws, conn.refuse.code, conn.refuse.reason);
   }
 
-  private advance(entry: UserEntry, seq: number) {
+  /**
+   * Moves a user's position. The recorded cursor only follows messages every socket took
+   * at once: one still queued in a runtime buffer is lost if that socket is closed (a slow
+   * consumer, a crash), so it must come again from the mailbox.
+   */
+  private advance(entry: UserEntry, seq: number, flushed: boolean) {
     entry.lastSeq = seq;
-    this.dirty.add(entry);
+    if (flushed) {
+      entry.safeSeq = seq;
+      this.dirty.add(entry);
+    }
   }
 
   /**
@@ -450,9 +469,9 @@ export class Gateway {
     const target: ReplayTarget = {
       floor: () => entry.lastSeq,
       send: (data, hint, seq, prev) => {
-        this.fanOut(entry, data, hint, seq, prev);
-        this.advance(entry, seq);
+        this.advance(entry, seq, this.fanOut(entry, data, hint, seq, prev));
       },
+      ready: () => this.writable(entry.conns),
       get held() {
         return entry.held;
       },
@@ -466,7 +485,7 @@ export class Gateway {
         // Live messages held since this node subscribed are new to its sockets, even when
         // another node serving the same user already moved the shared cursor past them.
         const first = entry.held?.[0];
-        entry.lastSeq = first && first.prev < cursor ? first.prev : cursor;
+        entry.lastSeq = entry.safeSeq = first && first.prev < cursor ? first.prev : cursor;
       }
       const read = await replay(this.mailbox!, svcUser, target, gone);
       if (read < 0) return;
@@ -505,6 +524,7 @@ export class Gateway {
       set held(h) {
         conn.held = h;
       },
+      ready: () => this.writable([conn]),
     };
     const svcUser = this.svcUser(entry);
     void this.withRetry("resume", svcUser, () => conn.user !== entry || conn.refuse !== null, async (gone) => {
@@ -530,6 +550,21 @@ export class Gateway {
       }, wait);
     } finally {
       this.catchups.release();
+    }
+  }
+
+  /**
+   * A backlog is read as fast as the stream answers; this paces it to the sockets: it
+   * waits while any of them holds more than half the outbound limit (bounded: after ~30 s
+   * the slow-consumer rule decides).
+   */
+  private async writable(conns: Conn[]): Promise<void> {
+    const t = this.transport;
+    if (!t.buffered) return;
+    const half = this.config.maxBufferedBytes / 2;
+    for (let i = 0; i < 3_000; i++) {
+      if (!conns.some((c) => !c.refuse && t.buffered!(c.ws) > half)) return;
+      await new Promise((r) => setTimeout(r, 10));
     }
   }
 
@@ -582,7 +617,7 @@ export class Gateway {
   }
 
   private saveCursor(entry: UserEntry) {
-    if (entry.lastSeq > 0) this.mailbox?.saveCursor(this.svcUser(entry), entry.lastSeq);
+    if (entry.safeSeq > 0) this.mailbox?.saveCursor(this.svcUser(entry), entry.safeSeq);
   }
 
   /** Batched cursor writes: one small publish per user whose cursor moved, per interval. */

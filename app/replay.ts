@@ -17,6 +17,8 @@ export interface ReplayTarget {
   send(data: Uint8Array, hint: FrameHint, seq: number, prev: number): void;
   /** live messages held for this target; set to null when it is live again */
   held: Held[] | null;
+  /** resolves when the target's sockets can take more (a backlog must not overrun their buffers) */
+  ready(): Promise<void>;
 }
 
 /**
@@ -31,6 +33,7 @@ export async function replay(store: MailboxStore, svcUser: string, t: ReplayTarg
   for (let pass = 0; ; pass++) {
     const start = t.floor();
     for (;;) {
+      await t.ready();
       const m = await store.next(svcUser, t.floor() + 1);
       if (gone()) return -1;
       if (!m || m.seq <= t.floor()) break;

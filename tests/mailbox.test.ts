@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { bunClient, cookie, type Client, wsPackageClient } from "./helpers/clients.ts";
+import { bunClient, cookie, type Client, pausableReader, wsPackageClient } from "./helpers/clients.ts";
 import { type Gateway, type Nats, RUNTIMES, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
 
 const texts = (c: Client) => c.received.map((m) => m.data as string);
@@ -149,6 +149,26 @@ for (const runtime of RUNTIMES) {
         second.close();
       } finally {
         await g2.stop("SIGKILL");
+      }
+    });
+
+    test("a backlog larger than the outbound limit is paced to a slow reader, not cut off", async () => {
+      const g = await startGateway(runtime, { env: { NATS_URL: nats.url, ...MAILBOX_ENV, WSGATE_MAX_BUFFERED_BYTES: String(256 * 1024) } });
+      try {
+        const big = "y".repeat(64 * 1024);
+        for (let i = 0; i < 200; i++) pub("paced", `m${i}:${big}`); // 12.8 MB, fifty times the limit
+        await nc.flush();
+        const r = await pausableReader(g.port, { Cookie: cookie(svc, "paced") });
+        r.pause();
+        await Bun.sleep(1_500); // a reader that looks away for a while
+        r.resume();
+        await waitFor("the whole backlog", () => r.texts.length >= 200 || r.closeCode() !== 0, 30_000);
+        expect(r.closeCode()).toBe(0);
+        expect(r.texts.map((t) => t.split(":")[0])).toEqual(range(0, 200));
+        expect(await g.metric("wsgate_slow_consumers_total")).toBe(0);
+        r.close();
+      } finally {
+        await g.stop("SIGKILL");
       }
     });
 

@@ -132,3 +132,64 @@ export async function tryUpgrade(httpUrl: string, headers: Record<string, string
   const bodyAt = raw.indexOf("\r\n\r\n");
   return { status, body: bodyAt >= 0 ? raw.slice(bodyAt + 4) : "" };
 }
+
+/**
+ * A raw-mode reader that can stop reading (TCP flow control pushes back on the gateway)
+ * and start again: for pacing and slow-consumer tests. Parses the server's frames itself.
+ */
+export async function pausableReader(port: number, headers: Record<string, string>) {
+  const net = await import("node:net");
+  const sock = net.connect({ host: "127.0.0.1", port });
+  const texts: string[] = [];
+  let closeCode = 0;
+  let buf = Buffer.alloc(0);
+  let upgraded = false;
+  const lines = [
+    "GET /ws HTTP/1.1",
+    `Host: 127.0.0.1:${port}`,
+    "Connection: Upgrade",
+    "Upgrade: websocket",
+    "Sec-WebSocket-Version: 13",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
+  sock.on("data", (chunk: Buffer) => {
+    buf = Buffer.concat([buf, chunk]);
+    if (!upgraded) {
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      if (!buf.subarray(0, 12).toString().includes("101")) throw new Error(`not upgraded: ${buf.subarray(0, end)}`);
+      upgraded = true;
+      buf = buf.subarray(end + 4);
+    }
+    for (;;) {
+      if (buf.length < 2) return;
+      const op = buf[0] & 0x0f;
+      let len = buf[1] & 0x7f;
+      let at = 2;
+      if (len === 126) {
+        if (buf.length < 4) return;
+        len = buf.readUInt16BE(2);
+        at = 4;
+      } else if (len === 127) {
+        if (buf.length < 10) return;
+        len = Number(buf.readBigUInt64BE(2));
+        at = 10;
+      }
+      if (buf.length < at + len) return;
+      const payload = buf.subarray(at, at + len);
+      if (op === 1) texts.push(payload.toString("utf8"));
+      else if (op === 8) closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+      buf = buf.subarray(at + len);
+    }
+  });
+  sock.write(lines.join("\r\n") + "\r\n\r\n");
+  await waitFor("upgraded", () => upgraded);
+  return {
+    texts,
+    closeCode: () => closeCode,
+    pause: () => sock.pause(),
+    resume: () => sock.resume(),
+    close: () => sock.destroy(),
+  };
+}
