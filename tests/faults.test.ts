@@ -182,7 +182,7 @@ for (const runtime of RUNTIMES) {
         const before = cpuTicks(gw.proc.pid);
         await Bun.sleep(1_000);
         const spent = cpuTicks(gw.proc.pid) - before; // clock ticks, 100 per second
-        expect(spent).toBeLessThan(30);
+        expect(spent).toBeLessThan(50); // a spinning accept loop burns ~100 ticks a second
         await fetch(`${gw.http}/v1/publish/fd/u${idx}`, { method: "POST", body: "still" }).catch(() => null);
         for (const s of idle) s?.terminate();
         await waitFor("healthy after the flood", async () => (await fetch(`${gw.http}/healthz`)).status === 200, 10_000);
