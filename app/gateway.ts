@@ -63,7 +63,8 @@ export type Conn = {
 type UserEntry = {
   /** the subject this node watches for the user (recv, or live with the mailbox); the map key */
   key: string;
-  send: string;
+  /** `<prefix>.send.<svc>.<user>`, made on the user's first frame: idle users never need it */
+  send: string | null;
   conns: Conn[];
   handle: unknown;
   /** mailbox: last stream sequence delivered to this user's sockets here; -1 until the cursor is read */
@@ -93,8 +94,10 @@ const decoder = new TextDecoder();
 export class Gateway {
   readonly metrics = new Metrics();
   readonly subjects;
-  /** length of `<prefix>.send.`: what precedes `<svc>.<user>` in a send subject */
-  private readonly sendPrefixLength: number;
+  /** `<prefix>.send.` */
+  private readonly sendPrefix: string;
+  /** length of what precedes `<svc>.<user>` in a watched subject (recv, or live with the mailbox) */
+  private keyPrefixLength: number;
   private users = new Map<string, UserEntry>();
   private nextConnId = 1;
   private draining = false;
@@ -120,7 +123,8 @@ export class Gateway {
     readonly transport: Transport,
   ) {
     this.subjects = subjects(config.prefix);
-    this.sendPrefixLength = this.subjects.send("", "").length - 1;
+    this.sendPrefix = this.subjects.send("", "").slice(0, -1);
+    this.keyPrefixLength = this.subjects.recv("", "").length - 1;
     this.rpc = new Rpc(this);
   }
 
@@ -153,6 +157,7 @@ export class Gateway {
   /** Turns on the durable mailbox: catch-up on connect, gap healing, batched cursors. */
   enableMailbox(store: MailboxStore) {
     this.mailbox = store;
+    this.keyPrefixLength = this.subjects.live("", "").length - 1;
     this.catchups = new Limiter(store.config.catchupConcurrency);
     this.flushTimer = setInterval(() => this.flushCursors(), store.config.cursorFlushMs);
   }
@@ -240,7 +245,7 @@ export class Gateway {
       return;
     }
     if (!entry) {
-      entry = { key, send: this.subjects.send(id.svc, id.user), conns: [], handle: null, lastSeq: -1, safeSeq: 0, held: null };
+      entry = { key, send: null, conns: [], handle: null, lastSeq: -1, safeSeq: 0, held: null };
       // Interest first, then the backlog: a message stored after this point arrives live
       // (and is held until the backlog is out), one stored before is in the stream.
       entry.handle = this.broker.watch(key);
@@ -285,7 +290,7 @@ export class Gateway {
     }
     const entry = conn.user;
     if (!entry) return;
-    if (conn.envelope) this.rpc.closed(conn, entry.send);
+    if (conn.envelope) this.rpc.closed(conn, this.svcUser(entry));
     conn.user = null;
     this.metrics.connections--;
     const conns = entry.conns;
@@ -321,7 +326,7 @@ export class Gateway {
     this.metrics.bytesIn += bytes.length;
     if (conn.envelope) return this.rpc.frame(conn, data, binary);
     try {
-      this.broker.publish(entry.send, bytes, {
+      this.broker.publish(this.sendSubject(entry), bytes, {
         [HEADER.conn]: String(conn.id),
         [HEADER.node]: this.config.nodeId,
         [HEADER.frame]: binary ? "binary" : "text",
@@ -568,8 +573,13 @@ export class Gateway {
     }
   }
 
-  private svcUser(entry: UserEntry): string {
-    return entry.send.slice(this.sendPrefixLength);
+  /** `<svc>.<user>` of a user, from the subject this node watches. */
+  svcUser(entry: UserEntry): string {
+    return entry.key.slice(this.keyPrefixLength);
+  }
+
+  sendSubject(entry: UserEntry): string {
+    return (entry.send ??= this.sendPrefix + this.svcUser(entry));
   }
 
   /** Sends what was held for a socket that gave no resume point, in order. */

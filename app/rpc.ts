@@ -46,17 +46,15 @@ export class Rpc {
   private wheel = new Map<number, Timed[]>();
   private swept = 0;
   private timer: ReturnType<typeof setInterval> | null = null;
-  private readonly sendPrefixLength: number;
   private readonly reqPrefix: string;
 
   constructor(private gw: Gateway) {
-    this.sendPrefixLength = gw.subjects.send("", "").length - 1;
     this.reqPrefix = gw.subjects.req("", "").slice(0, -1);
   }
 
   /** An envelope connection opened: its user's request subject is watched while it has one. */
   opened(conn: Conn) {
-    const svcUser = conn.user!.send.slice(this.sendPrefixLength);
+    const svcUser = this.gw.svcUser(conn.user!);
     const subject = this.reqPrefix + svcUser;
     let w = this.watches.get(subject);
     if (!w) {
@@ -68,9 +66,9 @@ export class Rpc {
     w.conns.push(conn);
   }
 
-  /** An envelope connection closed (`send` is its user's send subject). */
-  closed(conn: Conn, send: string) {
-    const subject = this.reqPrefix + send.slice(this.sendPrefixLength);
+  /** An envelope connection closed (`svcUser` is its user's `<svc>.<user>`). */
+  closed(conn: Conn, svcUser: string) {
+    const subject = this.reqPrefix + svcUser;
     const w = this.watches.get(subject);
     if (w) {
       const i = w.conns.indexOf(conn);
@@ -135,7 +133,7 @@ export class Rpc {
     const bytes = frameBytes(f);
     if (!bytes) return this.refuse(conn, "data is not valid base64");
     try {
-      this.gw.broker.publish(conn.user!.send, bytes, {
+      this.gw.broker.publish(this.gw.sendSubject(conn.user!), bytes, {
         [HEADER.conn]: String(conn.id),
         [HEADER.node]: this.gw.config.nodeId,
         [HEADER.frame]: f.encoding ? "binary" : "text",
@@ -263,7 +261,7 @@ export class Rpc {
       this.gw.metrics.calls.too_many++;
       return this.send(conn, errorFrame("too_many_calls", `at most ${cfg.maxCallsPerConn} calls may wait at once per connection (WSGATE_MAX_CALLS_PER_CONN)`, f.id));
     }
-    const w = this.watches.get(this.reqPrefix + conn.user!.send.slice(this.sendPrefixLength))!;
+    const w = this.watches.get(this.reqPrefix + this.gw.svcUser(conn.user!))!;
     const ms = Math.min(f.timeout ?? cfg.callTimeoutMs, cfg.callTimeoutMs);
     const call: Call = { kind: 1, token: this.token(), conn, id: f.id, ms, at: Date.now() + ms, slot: 0, idx: -1, done: false, settle: null };
     link.calls++;
