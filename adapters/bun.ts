@@ -3,7 +3,7 @@
 import type { ServerWebSocket } from "bun";
 import { dlopen, FFIType } from "bun:ffi";
 import { readFileSync } from "node:fs";
-import { type Conn, configOrExit, createGateway, logStart, secretsOrExit, type Transport } from "../app/server.ts";
+import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExit, type Transport } from "../app/server.ts";
 import { log } from "../app/log.ts";
 import { SUBPROTOCOL } from "../app/envelope.ts";
 import { guardAccept } from "./accept-guard.ts";
@@ -63,7 +63,6 @@ const port = server.port!;
 await gw.broker.start();
 logStart(gw, { host: config.host, port });
 
-let stopping = false;
 guardAccept(fdLimit, {
   // A stopped server keeps serving its open sockets; a new one takes over listening.
   pause: () => server.stop(false),
@@ -75,23 +74,11 @@ guardAccept(fdLimit, {
       return false;
     }
   },
-  stopping: () => stopping,
+  stopping: () => gw.isDraining(),
 });
-async function drain() {
-  if (stopping) return;
-  stopping = true;
-  const force = setTimeout(() => {
-    log("warn", "drain timed out; exiting");
-    process.exit(0);
-  }, config.drainTimeoutMs);
-  server.stop(false); // stop accepting; open sockets are closed with 1001 below
-  await gw.shutdown();
-  // Let the close frames reach the clients before the process goes.
-  for (let i = 0; i < 50 && gw.metrics.connections > 0; i++) await Bun.sleep(20);
-  clearTimeout(force);
-  log("info", "drained; exiting");
-  process.exit(0);
-}
+const drain = drainer(gw, (code) => process.exit(code), {
+  stopAccepting: () => server.stop(false), // open sockets are closed with 1001 by the gateway
+});
 process.on("SIGTERM", drain);
 process.on("SIGINT", drain);
 

@@ -1,6 +1,6 @@
 // Deno runtime: Deno.serve with Deno.upgradeWebSocket. Hono decides the upgrade; the
 // socket events call the Gateway directly with the socket's one data object.
-import { type Conn, configOrExit, createGateway, logStart, secretsOrExit, type Transport } from "../app/server.ts";
+import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExit, type Transport } from "../app/server.ts";
 import { log } from "../app/log.ts";
 import { SUBPROTOCOL } from "../app/envelope.ts";
 
@@ -71,7 +71,6 @@ function upgrade(req: Request, conn: Conn): Response {
   return response;
 }
 
-let stopping = false;
 let listening!: (addr: Deno.NetAddr) => void;
 const listened = new Promise<Deno.NetAddr>((r) => (listening = r));
 let server = serve(config.port, (addr) => listening(addr));
@@ -97,7 +96,7 @@ function serve(port: number, onListen: (addr: Deno.NetAddr) => void): Deno.HttpS
     (req) => app.fetch(req, { upgrade }),
   );
   s.finished.catch((err) => {
-    if (stopping) return;
+    if (gw.isDraining()) return;
     log("error", "listener failed; listening again", { error: String(err) });
     relisten(s.addr.port, 250);
   });
@@ -106,7 +105,7 @@ function serve(port: number, onListen: (addr: Deno.NetAddr) => void): Deno.HttpS
 
 function relisten(port: number, waitMs: number) {
   setTimeout(() => {
-    if (stopping) return;
+    if (gw.isDraining()) return;
     try {
       server = serve(port, () => log("info", "listening again", { port }));
     } catch (err) {
@@ -120,22 +119,12 @@ await gw.broker.start();
 const addr = await listened;
 logStart(gw, { host: config.host, port: addr.port });
 
-async function drain() {
-  if (stopping) return;
-  stopping = true;
-  const force = setTimeout(() => {
-    log("warn", "drain timed out; exiting");
-    Deno.exit(0);
-  }, config.drainTimeoutMs);
-  // Upgrades are refused from here on. server.shutdown() would close the remaining sockets itself
-  // (1001 "Server shutting down") and waits for them, so ours go first and their close handshakes finish.
-  await gw.shutdown();
-  for (let i = 0; i < 50 && gw.metrics.connections > 0; i++) await sleep(20);
-  await Promise.race([server.shutdown(), sleep(1000)]);
-  clearTimeout(force);
-  log("info", "drained; exiting");
-  Deno.exit(0);
-}
+// Upgrades are refused once draining. server.shutdown() would close the remaining sockets itself
+// (1001 "Server shutting down") and wait for them, so the gateway's go first and their close
+// handshakes finish; the listener stops after that.
+const drain = drainer(gw, (code) => Deno.exit(code), {
+  afterSockets: () => Promise.race([server.shutdown(), sleep(1000)]),
+});
 Deno.addSignalListener("SIGTERM", drain);
 Deno.addSignalListener("SIGINT", drain);
 

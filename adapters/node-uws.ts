@@ -5,7 +5,7 @@ import { STATUS_CODES } from "node:http";
 // The package is CommonJS whose exports Node cannot detect statically: only the default import works.
 import uWS from "@trufflesuite/uws-js-unofficial";
 import type { HttpRequest, HttpResponse, us_listen_socket, us_socket_context_t, WebSocket } from "@trufflesuite/uws-js-unofficial";
-import { type Conn, configOrExit, createGateway, logStart, secretsOrExit, type Transport } from "../app/server.ts";
+import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExit, type Transport } from "../app/server.ts";
 import { log } from "../app/log.ts";
 import { SUBPROTOCOL } from "../app/envelope.ts";
 import { guardAccept } from "./accept-guard.ts";
@@ -306,26 +306,15 @@ guardAccept(fdLimit, {
     });
     return !!listenSocket;
   },
-  stopping: () => stopping,
+  stopping: () => gw.isDraining(),
 });
 
-let stopping = false;
-async function drain() {
-  if (stopping) return;
-  stopping = true;
-  const force = setTimeout(() => {
-    log("warn", "drain timed out; exiting");
-    process.exit(0);
-  }, config.drainTimeoutMs);
-  if (listenSocket) uWS.us_listen_socket_close(listenSocket); // stop accepting; open sockets are closed with 1001 below
-  listenSocket = false;
-  await gw.shutdown();
-  // Let the close frames reach the clients before the process goes.
-  for (let i = 0; i < 50 && gw.metrics.connections > 0; i++) await new Promise((r) => setTimeout(r, 20));
-  clearTimeout(force);
-  log("info", "drained; exiting");
-  process.exit(0);
-}
+const drain = drainer(gw, (code) => process.exit(code), {
+  stopAccepting() {
+    if (listenSocket) uWS.us_listen_socket_close(listenSocket); // open sockets are closed with 1001 by the gateway
+    listenSocket = false;
+  },
+});
 process.on("SIGTERM", drain);
 process.on("SIGINT", drain);
 

@@ -13,7 +13,7 @@ import {
   type JWTVerifyGetKey,
 } from "jose";
 import type { Config } from "./config.ts";
-import { type Identity, type IdentityError, identityFromCookies } from "./identity.ts";
+import { type Identity, type IdentityError, identityFromCookies, readCookie } from "./identity.ts";
 import { ID_PATTERN } from "./subjects.ts";
 
 /** Asymmetric algorithms accepted with WSGATE_JWT_PUBLIC_KEY; HS256 only with WSGATE_JWT_SECRET. */
@@ -159,25 +159,6 @@ export function identityFromClaims(payload: JWTPayload): Resolved {
   const exp = payload.exp;
   // jose has checked exp is a number in the future (within the leeway).
   return typeof exp === "number" && Number.isFinite(exp) ? { svc, user, exp } : { status: 401, error: "token has no exp claim" };
-}
-
-/** One cookie's value: undefined when absent, an error when given twice with different values. */
-export function readCookie(header: string | null | undefined, name: string): string | IdentityError | undefined {
-  let found: string | undefined;
-  for (const part of (header ?? "").split(";")) {
-    const eq = part.indexOf("=");
-    if (eq < 0 || part.slice(0, eq).trim() !== name) continue;
-    let value = part.slice(eq + 1).trim();
-    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
-    try {
-      value = decodeURIComponent(value);
-    } catch {
-      return { status: 400, error: `cookie ${name} is not valid percent-encoding` };
-    }
-    if (found !== undefined && found !== value) return { status: 400, error: `cookie ${name} is given twice with different values` };
-    found = value;
-  }
-  return found;
 }
 
 function queryValues(url: string, name: string): string[] {

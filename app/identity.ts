@@ -10,13 +10,23 @@ export type IdentityError = { status: 400 | 401 | 403; error: string };
 const COOKIES = { svc: "service", user: "user" } as const;
 
 export function identityFromCookies(header: string | null | undefined): Identity | IdentityError {
-  const found: Record<string, string> = {};
-  const twice = new Set<string>();
+  const ids: string[] = [];
+  for (const name of [COOKIES.svc, COOKIES.user]) {
+    const value = readCookie(header, name);
+    if (value === undefined) return { status: 401, error: `cookie ${name} is missing` };
+    if (typeof value !== "string") return value;
+    if (!ID_PATTERN.test(value)) return { status: 400, error: `cookie ${name} is invalid: it must match ^[A-Za-z0-9_-]{1,64}$` };
+    ids.push(value);
+  }
+  return { svc: ids[0], user: ids[1] };
+}
+
+/** One cookie's value: undefined when absent, an error when given twice with different values. */
+export function readCookie(header: string | null | undefined, name: string): string | IdentityError | undefined {
+  let found: string | undefined;
   for (const part of (header ?? "").split(";")) {
     const eq = part.indexOf("=");
-    if (eq < 0) continue;
-    const name = part.slice(0, eq).trim();
-    if (name !== COOKIES.svc && name !== COOKIES.user) continue;
+    if (eq < 0 || part.slice(0, eq).trim() !== name) continue;
     let value = part.slice(eq + 1).trim();
     if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
     try {
@@ -24,17 +34,10 @@ export function identityFromCookies(header: string | null | undefined): Identity
     } catch {
       return { status: 400, error: `cookie ${name} is not valid percent-encoding` };
     }
-    if (name in found && found[name] !== value) twice.add(name);
-    found[name] = value;
+    if (found !== undefined && found !== value) return { status: 400, error: `cookie ${name} is given twice with different values` };
+    found = value;
   }
-  for (const name of [COOKIES.svc, COOKIES.user]) {
-    if (!(name in found)) return { status: 401, error: `cookie ${name} is missing` };
-    if (twice.has(name)) return { status: 400, error: `cookie ${name} is given twice with different values` };
-    if (!ID_PATTERN.test(found[name])) {
-      return { status: 400, error: `cookie ${name} is invalid: it must match ^[A-Za-z0-9_-]{1,64}$` };
-    }
-  }
-  return { svc: found[COOKIES.svc], user: found[COOKIES.user] };
+  return found;
 }
 
 export function isIdentityError(x: Identity | IdentityError): x is IdentityError {

@@ -85,3 +85,25 @@ export function logStart(gw: Gateway, listening: { host: string; port: number })
     log("warn", "WSGATE_ALLOWED_ORIGINS is not set: any web page can open sockets that carry your users' token cookie");
   }
 }
+
+/**
+ * SIGTERM and SIGINT: stop accepting, send every client away with 1001 so it reconnects
+ * elsewhere, give the close frames a moment, flush the broker, exit 0, all within
+ * WSGATE_DRAIN_TIMEOUT_MS. The adapter says how its runtime stops listening.
+ */
+export function drainer(gw: Gateway, exit: (code: number) => never, steps: { stopAccepting?: () => void; afterSockets?: () => Promise<unknown> }) {
+  return async function drain() {
+    if (gw.isDraining()) return;
+    const force = setTimeout(() => {
+      log("warn", "drain timed out; exiting");
+      exit(0);
+    }, gw.config.drainTimeoutMs);
+    steps.stopAccepting?.();
+    await gw.shutdown();
+    for (let i = 0; i < 50 && gw.metrics.connections > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await steps.afterSockets?.();
+    clearTimeout(force);
+    log("info", "drained; exiting");
+    exit(0);
+  };
+}

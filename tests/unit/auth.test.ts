@@ -4,7 +4,8 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { OriginPolicy, ServiceToken } from "../../app/access.ts";
-import { Auth, identityFromClaims, KeyError, readCookie } from "../../app/auth.ts";
+import { Auth, identityFromClaims, KeyError } from "../../app/auth.ts";
+import { readCookie } from "../../app/identity.ts";
 import { loadConfig } from "../../app/config.ts";
 import { claims, hsSigner, type KeySet, makeKeys, now, SECRET, sign, unsigned } from "../helpers/security.ts";
 

@@ -4,13 +4,13 @@
 import { expect, test } from "bun:test";
 import fc from "fast-check";
 import { OriginPolicy } from "../../app/access.ts";
-import { Auth, identityFromClaims, readCookie } from "../../app/auth.ts";
+import { Auth, identityFromClaims } from "../../app/auth.ts";
 import { EmbeddedBroker } from "../../app/broker-embedded.ts";
 import { parseFrameHint } from "../../app/broker.ts";
 import { loadConfig } from "../../app/config.ts";
 import { parseClientFrame } from "../../app/envelope.ts";
 import { type Conn, Gateway, type Transport } from "../../app/gateway.ts";
-import { identityFromCookies } from "../../app/identity.ts";
+import { identityFromCookies, readCookie } from "../../app/identity.ts";
 import { ID_PATTERN } from "../../app/subjects.ts";
 import { hsSigner, now, SECRET, sign } from "../helpers/security.ts";
 
