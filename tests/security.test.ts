@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { join } from "node:path";
 import type { Socket } from "bun";
-import { rawExchange, tryUpgrade } from "./helpers/clients.ts";
+import { rawExchange, tryUpgrade, upgradeRequest } from "./helpers/clients.ts";
 import { type Gateway, type Nats, ROOT, RUNTIMES, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
 import {
   claims,
@@ -21,7 +21,6 @@ import {
   sign,
   stalledReader,
   unsigned,
-  upgradeRequest,
 } from "./helpers/security.ts";
 
 const enc = new TextEncoder();

@@ -115,19 +115,24 @@ function responseComplete(raw: string): boolean {
   return len !== undefined && new TextEncoder().encode(raw.slice(head + 4)).length >= Number(len);
 }
 
-/** Sends an upgrade request over raw TCP and returns the HTTP status and body (for refusals). */
-export async function tryUpgrade(httpUrl: string, headers: Record<string, string>, path = "/ws"): Promise<{ status: number; body: string }> {
-  const port = Number(new URL(httpUrl).port);
+/** The raw upgrade request a WebSocket client sends. */
+export function upgradeRequest(headers: Record<string, string>, path = "/ws"): string {
   const lines = [
     `GET ${path} HTTP/1.1`,
-    `Host: 127.0.0.1:${port}`,
+    "Host: 127.0.0.1",
     "Connection: Upgrade",
     "Upgrade: websocket",
     "Sec-WebSocket-Version: 13",
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
     ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
   ];
-  const raw = await rawExchange(port, lines.join("\r\n") + "\r\n\r\n");
+  return lines.join("\r\n") + "\r\n\r\n";
+}
+
+/** Sends an upgrade request over raw TCP and returns the HTTP status and body (for refusals). */
+export async function tryUpgrade(httpUrl: string, headers: Record<string, string>, path = "/ws"): Promise<{ status: number; body: string }> {
+  const port = Number(new URL(httpUrl).port);
+  const raw = await rawExchange(port, upgradeRequest(headers, path));
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0);
   const bodyAt = raw.indexOf("\r\n\r\n");
   return { status, body: bodyAt >= 0 ? raw.slice(bodyAt + 4) : "" };
@@ -144,15 +149,6 @@ export async function pausableReader(port: number, headers: Record<string, strin
   let closeCode = 0;
   let buf = Buffer.alloc(0);
   let upgraded = false;
-  const lines = [
-    "GET /ws HTTP/1.1",
-    `Host: 127.0.0.1:${port}`,
-    "Connection: Upgrade",
-    "Upgrade: websocket",
-    "Sec-WebSocket-Version: 13",
-    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-  ];
   sock.on("data", (chunk: Buffer) => {
     buf = Buffer.concat([buf, chunk]);
     if (!upgraded) {
@@ -183,7 +179,7 @@ export async function pausableReader(port: number, headers: Record<string, strin
       buf = buf.subarray(at + len);
     }
   });
-  sock.write(lines.join("\r\n") + "\r\n\r\n");
+  sock.write(upgradeRequest(headers));
   await waitFor("upgraded", () => upgraded);
   return {
     texts,

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { upgradeRequest } from "./clients.ts";
 
 export const SECRET = "test-secret-0123456789-abcdefghijklmnop";
 export const PUBLISH_TOKEN = "publish-token-0123456789";
@@ -110,20 +111,6 @@ export function rssSampler(pid: number) {
 export function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-}
-
-/** The raw upgrade request a WebSocket client sends. */
-export function upgradeRequest(headers: Record<string, string>, path = "/ws"): string {
-  const lines = [
-    `GET ${path} HTTP/1.1`,
-    "Host: 127.0.0.1",
-    "Connection: Upgrade",
-    "Upgrade: websocket",
-    "Sec-WebSocket-Version: 13",
-    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-  ];
-  return lines.join("\r\n") + "\r\n\r\n";
 }
 
 /**
