@@ -36,14 +36,15 @@ PATH="$PATH:/usr/sbin"
 export PATH
 
 log=$(mktemp)
-node_modules/.bin/bun test --timeout 90000 "$@" 2>&1 | tee "$log"
-status=$?
+# sh has no pipefail: the runner's own exit status travels through a file.
+{ node_modules/.bin/bun test --timeout 90000 "$@"; echo $? > "$log.rc"; } 2>&1 | tee "$log"
+status=$(cat "$log.rc" 2>/dev/null || echo 1)
 # The runner's own summary: " N pass", " N fail", " N skip", and load errors.
 passed=$(grep -E '^ *[0-9]+ pass$' "$log" | tail -1 | tr -dc '0-9')
 failed=$(grep -E '^ *[0-9]+ fail$' "$log" | tail -1 | tr -dc '0-9')
 skipped=$(grep -E '^ *[0-9]+ skip$' "$log" | tail -1 | tr -dc '0-9')
 errors=$(grep -E '^ *[0-9]+ errors?$' "$log" | tail -1 | tr -dc '0-9')
-rm -f "$log"
+rm -f "$log" "$log.rc"
 passed=${passed:-0}
 failed=$(( ${failed:-0} + ${errors:-0} ))
 [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ] && failed=1 # no test ran at all is a failure
