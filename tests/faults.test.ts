@@ -38,6 +38,21 @@ for (const runtime of RUNTIMES) {
       }
     });
 
+    test("mailbox on but no JetStream on the server: not ready, with a log line saying what to do", async () => {
+      const nats = await startNats(); // no -js
+      const gw = await startGateway(runtime, { env: { NATS_URL: nats.url }, waitReady: false });
+      try {
+        await waitFor("the JetStream hint", () => gw.output().includes("JetStream is not available"));
+        expect(gw.output()).toContain("WSGATE_MAILBOX=off");
+        const r = await fetch(`${gw.http}/readyz`);
+        expect(r.status).toBe(503);
+        expect((await tryUpgrade(gw.http, { Cookie: cookie("f", "u1") })).status).toBe(503);
+      } finally {
+        await gw.stop("SIGKILL");
+        await stopNatsAndClean(nats);
+      }
+    });
+
     test("NATS restarted under connected clients: they stay connected and their subscriptions come back", async () => {
       const nats = await startNats();
       const gw = await startGateway(runtime, { env: { NATS_URL: nats.url, WSGATE_MAILBOX: "off" } });
