@@ -11,7 +11,7 @@ import { type Identity, type IdentityError, isIdentityError } from "./identity.t
 import { Auth } from "./auth.ts";
 import { Security } from "./security.ts";
 import { ID_PATTERN } from "./subjects.ts";
-import { SUBPROTOCOL } from "./envelope.ts";
+import { SUBPROTOCOL, toBase64 } from "./envelope.ts";
 import { requestRoutes } from "./rpc-routes.ts";
 
 /** Per request, the adapter says how to upgrade on its runtime. */
@@ -140,7 +140,7 @@ export function embeddedRoutes(app: Hono<UpgradeEnv>, gw: Gateway, broker: Embed
             conn: headers[HEADER.conn],
             node: headers[HEADER.node],
             frame: binary ? "binary" : "text",
-            data: binary ? btoa(String.fromCharCode(...data)) : new TextDecoder().decode(data),
+            data: binary ? toBase64(data) : new TextDecoder().decode(data),
           }),
         );
         wake?.();
