@@ -16,6 +16,7 @@ const transport: Transport<ServerWebSocket<Conn>> = {
   runtime: "bun",
   textAsString: true,
   send: (ws, data, text) => (text ? ws.sendText(data as string) : ws.sendBinary(data as Uint8Array)),
+  collectGarbage: () => Bun.gc(true),
   close: (ws, code, reason) => ws.close(code, reason),
   buffered: (ws) => ws.getBufferedAmount(),
   terminate: (ws) => ws.terminate(),

@@ -34,6 +34,8 @@ export interface Transport<WS = any> {
   buffered?(ws: WS): number;
   /** Drops the socket at once, no close handshake: the peer never answered one. */
   terminate?(ws: WS): void;
+  /** Asks the runtime to collect garbage soon (after a burst of catch-ups, see withRetry). */
+  collectGarbage?(): void;
 }
 
 /** The one small plain object each socket carries. */
@@ -79,6 +81,9 @@ type UserEntry = {
 /** How long an envelope socket's messages wait for its resume frame before flowing anyway. */
 const RESUME_WAIT_MS = 2_000;
 
+/** Catch-ups after which, once none is running, the runtime is asked to collect garbage. */
+const GC_AFTER_CATCHUPS = 1_000;
+
 /** Keep this many descriptors free for NATS, listeners, logs and in-flight accepts. */
 const FD_RESERVE = 64;
 
@@ -109,6 +114,7 @@ export class Gateway {
   /** set in NATS mode with the mailbox on */
   mailbox: MailboxStore | null = null;
   private catchups!: Limiter;
+  private catchupsSinceGc = 0;
   /** users whose delivery cursor moved since the last flush */
   private dirty = new Set<UserEntry>();
   private flushTimer: ReturnType<typeof setInterval> | null = null;
@@ -555,6 +561,17 @@ export class Gateway {
       }, wait);
     } finally {
       this.catchups.release();
+      // A reconnect storm leaves megabytes of spent JetStream replies that the runtime's
+      // collector, judging by its own heap growth, may leave in place for a long time
+      // (measured: 12.6 KB per user settled against 3 KB after a collection at 19k users).
+      if (++this.catchupsSinceGc >= GC_AFTER_CATCHUPS && this.catchups.idle()) {
+        this.catchupsSinceGc = 0;
+        if (this.transport.collectGarbage) {
+          const t0 = performance.now();
+          this.transport.collectGarbage();
+          log("info", "collected garbage after a burst of catch-ups", { ms: Math.round(performance.now() - t0), users: this.metrics.users });
+        }
+      }
     }
   }
 

@@ -116,4 +116,8 @@ export class Limiter {
     if (next) next();
     else this.active--;
   }
+
+  idle(): boolean {
+    return this.active === 0;
+  }
 }
