@@ -20,10 +20,20 @@
 //   recv   like idle, and count received messages; if a message starts with a wall-clock
 //          time in ms (Date.now() or performance.timeOrigin + performance.now(), as text,
 //          optionally with a fraction), its latency is recorded
-//   send   each connection sends --rate messages/s of --size bytes (timestamp first)
+//   send   each connection sends --rate messages/s of --size bytes (timestamp first); with
+//          --window N and --feedback-url, closed loop instead: at most N messages in flight,
+//          counted against a Prometheus counter at that URL (--feedback-metric: the server's
+//          messages-in counter, or a downstream subscriber's), so clients send exactly as fast
+//          as the other end takes them and nothing piles up in socket buffers
 //   storm  open, hold --hold s, drop every connection (--drop close|abort) and reconnect
 //          each after a uniform random delay in [0, --jitter] ms; --rounds times; reports
 //          the time until all are back
+//
+// --count-to N (any mode): per connection, the time from the start of its connect (the
+// first attempt, retries included; in storm mode the reconnect) to its N-th received
+// message, as a histogram, plus when the first connection started and the last one got
+// there, so "every backlog delivered after X ms" can be read off one run (a mailbox
+// catch-up). --until-counted ends the run as soon as every connection that opened got N.
 //
 // Output: progress on stderr every second; at the end one JSON line on stdout and a
 // human table on stderr. With `--control stdin`, lines "phase <name>" split the counters
@@ -97,6 +107,14 @@ type PhaseStats = {
   sentBytes: number;
   sendSkips: number;
   pings: number;
+  /** --count-to: connections that reached N messages, their time-to-N histogram (session start → N-th message) */
+  nthCount: number;
+  nth: Sparse;
+  /** wall ms: the latest time a connection reached N, the earliest session start of this phase */
+  nthLast: number;
+  startMin: number;
+  /** wall ms of the latest handshake completed in this phase */
+  lastOpen: number;
 };
 
 type StormRound = { round: number; at: number; dropped: number; back: number; failed: number; lastBackAt: number; hist: Sparse };
@@ -125,6 +143,8 @@ type WorkerConfig = {
   binary: boolean;
   jitterMs: number;
   drop: "close" | "abort";
+  countTo: number; // 0 = off
+  windowed: boolean; // send mode: only what the parent grants (--window)
   deadlineAt: number; // wall ms: the worker exits by itself past this
   extraHeaders: string;
 };
@@ -134,13 +154,14 @@ type Mode = "idle" | "recv" | "send" | "storm";
 type ToWorker =
   | { t: "start"; cfg: WorkerConfig }
   | { t: "go" }
+  | { t: "credit"; n: number }
   | { t: "snap"; id: number }
   | { t: "drop"; round: number; at: number }
   | { t: "round-status"; round: number }
   | { t: "finish"; id: number }
   | { t: "exit" };
 
-type Tick = { open: number; peak: number; opened: number; settled: number; dead: number; recv: number; sent: number; errors: Record<string, number> };
+type Tick = { open: number; peak: number; opened: number; settled: number; dead: number; recv: number; sent: number; counted: number; errors: Record<string, number> };
 
 type FromWorker =
   | { t: "tick"; w: number; tick: Tick }
@@ -179,6 +200,11 @@ const USAGE = `usage: bun scripts/loadgen.ts [options]
   --jitter MS          storm: reconnect delay is uniform in [0, MS] (default 1000)
   --drop close|abort   storm: WebSocket close handshake or plain TCP close (default close)
   --round-timeout S    storm: give up waiting for a round after S seconds (default 60)
+  --window N           send mode: closed loop, at most N messages in flight (needs --feedback-url)
+  --feedback-url URL   send mode: Prometheus text on loopback whose counter says how many arrived
+  --feedback-metric M  that counter (default wsgate_messages_in_total)
+  --count-to N         per connection, time from connect start to its N-th message (default 0 = off)
+  --until-counted      stop once every opened connection received --count-to messages
   --until-idle S       stop once messages were received and none came for S seconds
   --control stdin      read "phase <name>" and "stop" lines from stdin
   --ready-file PATH    write a JSON line there once every connection is open or given up
@@ -211,6 +237,9 @@ class Conn {
   fragTs = -1;
   closeCode = 0;
   dropAt = 0;
+  /** --count-to: data messages in this session, and when the session's first attempt started */
+  got = 0;
+  tStart = 0;
   everOpen = false;
   constructor(
     readonly idx: number,
@@ -229,7 +258,8 @@ function runWorker() {
   let ph = newPhase();
   let hsH = new Uint32Array(HB);
   let latH = new Uint32Array(HB);
-  const cum = { recv: 0, sent: 0, errors: {} as Record<string, number> };
+  let nthH = new Uint32Array(HB);
+  const cum = { recv: 0, sent: 0, counted: 0, errors: {} as Record<string, number> };
   let open = 0,
     peak = 0,
     openedTotal = 0,
@@ -254,7 +284,7 @@ function runWorker() {
     return {
       attempts: 0, opened: 0, errors: {}, closes: {}, hs: [], recvMsgs: 0, recvBytes: 0, firstRecv: 0, lastRecv: 0,
       noTs: 0, negLat: 0, latCount: 0, latSum: 0, latMin: Infinity, latMax: -Infinity, lat: [], sentMsgs: 0, sentBytes: 0,
-      sendSkips: 0, pings: 0,
+      sendSkips: 0, pings: 0, nthCount: 0, nth: [], nthLast: 0, startMin: 0, lastOpen: 0,
     };
   }
   function err(kind: string) {
@@ -262,15 +292,17 @@ function runWorker() {
     cum.errors[kind] = (cum.errors[kind] ?? 0) + 1;
   }
   function tick(): Tick {
-    return { open, peak, opened: openedTotal, settled, dead, recv: cum.recv, sent: cum.sent, errors: cum.errors };
+    return { open, peak, opened: openedTotal, settled, dead, recv: cum.recv, sent: cum.sent, counted: cum.counted, errors: cum.errors };
   }
   function snapshot(): PhaseStats {
     const s = ph;
     s.hs = hSparse(hsH);
     s.lat = hSparse(latH);
+    s.nth = hSparse(nthH);
     ph = newPhase();
     hsH = new Uint32Array(HB);
     latH = new Uint32Array(HB);
+    nthH = new Uint32Array(HB);
     return s;
   }
 
@@ -382,6 +414,12 @@ function runWorker() {
   function connect(c: Conn) {
     c.st = S_CONNECTING;
     c.t0 = now();
+    if (c.tries === 0) {
+      // a new session (the first attempt, or a storm's reconnect): --count-to counts from here
+      c.tStart = c.t0;
+      c.got = 0;
+      if (ph.startMin === 0 || c.t0 < ph.startMin) ph.startMin = c.t0;
+    }
     c.tries++;
     c.closeCode = 0;
     c.fragOp = 0;
@@ -516,6 +554,7 @@ function runWorker() {
     if (open > peak) peak = open;
     openedTotal++;
     ph.opened++;
+    ph.lastOpen = t;
     hAdd(hsH, t - c.t0);
     if (!c.everOpen) {
       c.everOpen = true;
@@ -588,7 +627,7 @@ function runWorker() {
       case 1:
       case 2:
         if (c.fragOp) err("protocol_interleaved");
-        if (fin) message(len, parseTs(d, ps, len), t);
+        if (fin) message(c, len, parseTs(d, ps, len), t);
         else {
           c.fragOp = op;
           c.fragLen = len;
@@ -602,7 +641,7 @@ function runWorker() {
         }
         c.fragLen += len;
         if (fin) {
-          message(c.fragLen, c.fragTs, t);
+          message(c, c.fragLen, c.fragTs, t);
           c.fragOp = 0;
         }
         return;
@@ -660,7 +699,13 @@ function runWorker() {
     return v;
   }
 
-  function message(len: number, ts: number, t: number) {
+  function message(c: Conn, len: number, ts: number, t: number) {
+    if (cfg.countTo > 0 && ++c.got === cfg.countTo) {
+      ph.nthCount++;
+      cum.counted++;
+      hAdd(nthH, t - c.tStart);
+      if (t > ph.nthLast) ph.nthLast = t;
+    }
     ph.recvMsgs++;
     cum.recv++;
     ph.recvBytes += len;
@@ -699,6 +744,7 @@ function runWorker() {
 
   // ── send mode: one frame built per tick (same timestamp), repeated per connection ──
   let credit = 0;
+  let budget = 0; // --window: messages the parent has granted and this worker has not sent yet
   let cursor = 0;
   let lastSendTick = 0;
   const enc = new TextEncoder();
@@ -708,8 +754,9 @@ function runWorker() {
     const dt = Math.min(1, (t - lastSendTick) / 1000);
     lastSendTick = t;
     if (open === 0) return;
-    credit += cfg.rate * open * dt;
-    if (credit > cfg.rate * open) {
+    if (cfg.windowed) credit = budget; // closed loop: exactly what was granted
+    else credit += cfg.rate * open * dt;
+    if (!cfg.windowed && credit > cfg.rate * open) {
       // more than a second behind: do not burst to catch up, count what is skipped
       ph.sendSkips += Math.floor(credit - cfg.rate * open);
       credit = cfg.rate * open;
@@ -733,6 +780,7 @@ function runWorker() {
         }
         ph.sentMsgs += k;
         cum.sent += k;
+        budget -= k;
         ph.sentBytes += k * cfg.size;
       }
       credit -= each * open;
@@ -750,6 +798,7 @@ function runWorker() {
       }
       ph.sentMsgs++;
       cum.sent++;
+      budget--;
       ph.sentBytes += cfg.size;
     }
   }
@@ -823,6 +872,9 @@ function runWorker() {
         pump();
         break;
       }
+      case "credit":
+        budget += m.n;
+        break;
       case "go":
         sending = true;
         lastSendTick = now();
@@ -870,13 +922,13 @@ function emptyMerged(): PhaseStats {
   return {
     attempts: 0, opened: 0, errors: {}, closes: {}, hs: [], recvMsgs: 0, recvBytes: 0, firstRecv: 0, lastRecv: 0,
     noTs: 0, negLat: 0, latCount: 0, latSum: 0, latMin: Infinity, latMax: -Infinity, lat: [], sentMsgs: 0, sentBytes: 0,
-    sendSkips: 0, pings: 0,
+    sendSkips: 0, pings: 0, nthCount: 0, nth: [], nthLast: 0, startMin: 0, lastOpen: 0,
   };
 }
 
-type Merged = PhaseStats & { hsH: Uint32Array; latH: Uint32Array };
+type Merged = PhaseStats & { hsH: Uint32Array; latH: Uint32Array; nthH: Uint32Array };
 function merge(list: PhaseStats[]): Merged {
-  const m: Merged = { ...emptyMerged(), hsH: new Uint32Array(HB), latH: new Uint32Array(HB) };
+  const m: Merged = { ...emptyMerged(), hsH: new Uint32Array(HB), latH: new Uint32Array(HB), nthH: new Uint32Array(HB) };
   for (const s of list) {
     m.attempts += s.attempts;
     m.opened += s.opened;
@@ -898,6 +950,11 @@ function merge(list: PhaseStats[]): Merged {
     m.sentBytes += s.sentBytes;
     m.sendSkips += s.sendSkips;
     m.pings += s.pings;
+    m.nthCount += s.nthCount ?? 0;
+    hMergeSparse(m.nthH, s.nth ?? []);
+    if (s.nthLast > m.nthLast) m.nthLast = s.nthLast;
+    if (s.startMin && (!m.startMin || s.startMin < m.startMin)) m.startMin = s.startMin;
+    if (s.lastOpen > m.lastOpen) m.lastOpen = s.lastOpen;
   }
   return m;
 }
@@ -915,6 +972,8 @@ function phaseReport(name: string, m: Merged, startedAt: number, endedAt: number
     attempts: m.attempts,
     opened: m.opened,
     handshakeMs: { p50: r3(hp50), p99: r3(hp99), max: r3(hmax) },
+    // from the earliest connect start of the phase to the last handshake completed in it
+    allOpenMs: m.startMin && m.lastOpen ? r3(m.lastOpen - m.startMin) : null,
     errors: m.errors,
     closes: m.closes,
     recv: {
@@ -930,6 +989,23 @@ function phaseReport(name: string, m: Merged, startedAt: number, endedAt: number
       pingsAnswered: m.pings,
     },
     send: { messages: m.sentMsgs, bytes: m.sentBytes, ratePerS: secs > 0 ? Math.round(m.sentMsgs / secs) : 0, skipped: m.sendSkips },
+    ...(countToN > 0 ? { countTo: countToReport(m) } : {}),
+  };
+}
+
+/** --count-to N: how long connections took from their connect start to their N-th message. */
+let countToN = 0;
+function countToReport(m: Merged) {
+  const [p50, p90, p99, max] = hPercentiles(m.nthH, [0.5, 0.9, 0.99, 1]);
+  return {
+    n: countToN,
+    reached: m.nthCount,
+    ms: m.nthCount ? { p50: r3(p50), p90: r3(p90), p99: r3(p99), max: r3(max) } : null,
+    // wall-clock ms (performance.timeOrigin + now()), comparable across processes on this host
+    firstStartAt: m.startMin ? r3(m.startMin) : null,
+    lastReachedAt: m.nthLast ? r3(m.nthLast) : null,
+    // from the earliest connect start of the phase to the last connection reaching N
+    allReachedMs: m.startMin && m.nthLast ? r3(m.nthLast - m.startMin) : null,
   };
 }
 
@@ -965,6 +1041,11 @@ async function runParent() {
         jitter: { type: "string" },
         drop: { type: "string", default: "close" },
         "round-timeout": { type: "string" },
+        "count-to": { type: "string" },
+        window: { type: "string" },
+        "feedback-url": { type: "string" },
+        "feedback-metric": { type: "string", default: "wsgate_messages_in_total" },
+        "until-counted": { type: "boolean", default: false },
         "until-idle": { type: "string" },
         control: { type: "string", default: "none" },
         "ready-file": { type: "string" },
@@ -1042,6 +1123,17 @@ async function runParent() {
   const jitterMs = intOpt(o.jitter, "jitter", 0, 600_000, 1000);
   const roundTimeout = intOpt(o["round-timeout"], "round-timeout", 1, 3600, 60);
   const untilIdle = intOpt(o["until-idle"], "until-idle", 0, 3600, 0);
+  const countTo = intOpt(o["count-to"], "count-to", 0, 1_000_000_000, 0);
+  countToN = countTo;
+  const untilCounted = o["until-counted"]!;
+  if (untilCounted && countTo === 0) fail("--until-counted needs --count-to N");
+  const window = intOpt(o.window, "window", 0, 100_000_000, 0);
+  const feedbackUrl = o["feedback-url"];
+  if (window > 0 && mode !== "send") fail("--window applies to --mode send");
+  if (window > 0 && !feedbackUrl) fail("--window needs --feedback-url");
+  if (feedbackUrl && !/^http:\/\/(127\.[\d.]+|localhost|\[::1\])(:\d+)?\//.test(feedbackUrl)) fail("--feedback-url must be http:// on loopback");
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(o["feedback-metric"]!)) fail("--feedback-metric must be a metric name");
+  const feedbackRe = new RegExp(`^${o["feedback-metric"]}(?:\\{[^}]*\\})? (\\d+(?:\\.\\d+)?(?:e\\+?\\d+)?)$`, "m");
   if (o.drop !== "close" && o.drop !== "abort") fail(`--drop must be close or abort`);
   if (o.control !== "none" && o.control !== "stdin") fail(`--control must be none or stdin`);
   let extraHeaders = "";
@@ -1076,7 +1168,7 @@ async function runParent() {
     const cfg: WorkerConfig = {
       id: i, host, port, path: url.pathname + url.search, hostHeader: url.host, svc: o.svc!, userPrefix: o["user-prefix"]!,
       userOffset, perUser, first, count, srcNet, perAddr, mode, concurrency, openRate: openRate / workers, timeoutMs, retries,
-      rate, size, binary: o.binary!, jitterMs, drop: o.drop as "close" | "abort", deadlineAt: deadlineAt + 15_000, extraHeaders,
+      rate, size, binary: o.binary!, jitterMs, drop: o.drop as "close" | "abort", countTo, windowed: window > 0, deadlineAt: deadlineAt + 15_000, extraHeaders,
     };
     first += count;
     const w: W = { proc: null as unknown as Subprocess, tick: null, ready: false, exited: false };
@@ -1223,7 +1315,7 @@ async function runParent() {
   let lastRecvChange = now();
   let lastRecvTotal = 0;
   const totals = () => {
-    const s = { open: 0, opened: 0, settled: 0, dead: 0, recv: 0, sent: 0, peak: 0, errors: {} as Record<string, number> };
+    const s = { open: 0, opened: 0, settled: 0, dead: 0, recv: 0, sent: 0, counted: 0, peak: 0, errors: {} as Record<string, number> };
     for (const w of ws) {
       const k = w.tick;
       if (!k) continue;
@@ -1233,6 +1325,7 @@ async function runParent() {
       s.dead += k.dead;
       s.recv += k.recv;
       s.sent += k.sent;
+      s.counted += k.counted ?? 0;
       s.peak += k.peak;
       for (const e in k.errors) s.errors[e] = (s.errors[e] ?? 0) + k.errors[e];
     }
@@ -1247,16 +1340,69 @@ async function runParent() {
       lastRecvChange = t;
     }
     if (untilIdle > 0 && s.recv > 0 && t - lastRecvChange > untilIdle * 1000) stop("until-idle");
+    // every connection that opened (and was not given up) has its N messages
+    if (untilCounted && readyCount >= workers && s.counted >= s.settled - s.dead && s.settled > 0) stop("until-counted");
     if (!quiet) {
       const errs = Object.entries(s.errors).map(([k, v]) => `${k}=${v}`).join(" ");
       console.error(
         `loadgen t=${((t - t0) / 1000).toFixed(1)}s open=${s.open}/${conns} (+${Math.round((s.opened - last.opened) / dt)}/s)` +
           ` recv=${s.recv} (+${Math.round((s.recv - last.recv) / dt)}/s) sent=${s.sent} (+${Math.round((s.sent - last.sent) / dt)}/s)` +
+          (countTo > 0 ? ` counted=${s.counted}` : "") +
           (errs ? ` errors: ${errs}` : ""),
       );
     }
     last = { t, opened: s.opened, recv: s.recv, sent: s.sent };
   }, 1000);
+
+  // ── send mode with --window: grant credit as the other end reports arrivals ──
+  const windowStats = { granted: 0, delivered: 0, polls: 0, pollErrors: 0, stalls: 0 };
+  async function feedback(): Promise<number> {
+    const text = await (await fetch(feedbackUrl!)).text();
+    const m = feedbackRe.exec(text);
+    if (!m) throw new Error(`${o["feedback-metric"]} not found at ${feedbackUrl}`);
+    return Number(m[1]);
+  }
+  async function grantLoop() {
+    let base: number;
+    try {
+      base = await feedback();
+    } catch (e) {
+      console.error(`loadgen: feedback: ${(e as Error).message}`);
+      stop("feedback-failed");
+      return;
+    }
+    while (!stopReason) {
+      try {
+        windowStats.delivered = (await feedback()) - base;
+        windowStats.polls++;
+      } catch {
+        windowStats.pollErrors++;
+        if (windowStats.pollErrors > 100 && windowStats.polls === 0) {
+          stop("feedback-failed");
+          return;
+        }
+      }
+      const room = window - (windowStats.granted - windowStats.delivered);
+      const l = live();
+      if (room >= Math.max(1, window / 20) && l.length > 0) {
+        // split by how many connections each worker has open
+        const opens = l.map((w) => Math.max(1, w.tick?.open ?? 1));
+        const all = opens.reduce((a, b) => a + b, 0);
+        let given = 0;
+        l.forEach((w, i) => {
+          const n = i === l.length - 1 ? room - given : Math.floor((room * opens[i]) / all);
+          given += n;
+          if (n > 0) {
+            try {
+              w.proc.send({ t: "credit", n } satisfies ToWorker);
+            } catch {}
+          }
+        });
+        windowStats.granted += room;
+      } else if (room < window / 20) windowStats.stalls++;
+      await Promise.race([Bun.sleep(2), stopped]);
+    }
+  }
 
   // ── open everything ──
   await Promise.race([
@@ -1281,7 +1427,10 @@ async function runParent() {
   // ── the mode's main part ──
   const storm: any[] = [];
   if (!stopReason) {
-    if (mode === "send") broadcast({ t: "go" });
+    if (mode === "send") {
+      broadcast({ t: "go" });
+      if (window > 0) void grantLoop();
+    }
     if (mode === "storm") {
       for (let r = 1; r <= rounds && !stopReason; r++) {
         await sleep(hold * 1000);
@@ -1359,6 +1508,8 @@ async function runParent() {
       openMs: Math.round(openMs),
       ratePerS: openMs > 0 ? Math.round(openTotals.open / (openMs / 1000)) : null,
       handshakeMs: total.handshakeMs,
+      // first connect start → last handshake (storm mode: the last reconnect's; see storm[].allBackMs)
+      allOpenMs: total.allOpenMs,
       attempts: total.attempts,
       atEnd: finalTicks.open,
     },
@@ -1366,6 +1517,8 @@ async function runParent() {
     closes: total.closes,
     recv: total.recv,
     send: total.send,
+    ...(countTo > 0 ? { countTo: total.countTo } : {}),
+    ...(window > 0 ? { window: { size: window, ...windowStats } } : {}),
     ...(mode === "storm" ? { storm } : {}),
     ...(phaseReports.length > 1 ? { phases: phaseReports } : {}),
   };
@@ -1389,6 +1542,10 @@ function printTable(s: any, phases: any[]) {
       `  ${String(p.name).padEnd(12)}${f(p.seconds, 1).padStart(9)}${String(p.recv.messages).padStart(11)}${String(p.recv.ratePerS ?? "-").padStart(10)}` +
         `${f(l?.p50, 3).padStart(9)}${f(l?.p99, 3).padStart(9)}${f(l?.p999, 3).padStart(10)}${f(l?.max, 1).padStart(9)}${String(p.send.messages).padStart(11)}${String(p.send.ratePerS).padStart(10)}`,
     );
+  }
+  if (s.countTo) {
+    const c = s.countTo;
+    L.push(`  count-to   ${c.reached}/${s.conns} reached ${c.n} messages; connect start → N-th message p50 ${f(c.ms?.p50, 1)} ms p90 ${f(c.ms?.p90, 1)} ms p99 ${f(c.ms?.p99, 1)} ms max ${f(c.ms?.max, 1)} ms; all reached ${f(c.allReachedMs, 0)} ms after the first connect`);
   }
   if (s.storm) for (const r of s.storm) L.push(`  storm #${r.round}  ${r.back}/${r.dropped} back, all back after ${r.allBackMs ?? "-"} ms, reconnect p50 ${f(r.reconnectMs.p50, 1)} ms p99 ${f(r.reconnectMs.p99, 1)} ms, gave up ${r.failed}`);
   console.error(L.join("\n"));

@@ -1,11 +1,13 @@
 // Preloaded into the measured servers by the benchmarks (BUN_OPTIONS="--preload ..."), so that
 // app/ and adapters/ stay untouched: on SIGUSR2 it runs a full GC and writes the heap figures
-// to $WSGATE_BENCH_HOOK_OUT. Idle-memory figures are taken both "settled" and "after GC".
+// to $WSGATE_BENCH_HOOK_OUT.<pid>.json (one file per process: WSGATE_WORKERS runs several).
+// Idle-memory figures are taken both "settled" and "after GC". gc-hook-node.mjs is the same for Node.
 import { heapStats } from "bun:jsc";
 import { renameSync, writeFileSync } from "node:fs";
 
 const out = process.env.WSGATE_BENCH_HOOK_OUT;
 if (out) {
+  const file = `${out}.${process.pid}.json`;
   process.on("SIGUSR2", () => {
     Bun.gc(true);
     const h = heapStats();
@@ -14,7 +16,7 @@ if (out) {
       .sort((a, b) => b[1] - a[1])
       .slice(0, 12);
     writeFileSync(
-      out + ".tmp",
+      file + ".tmp",
       JSON.stringify({
         at: Date.now(),
         heapSize: h.heapSize,
@@ -25,6 +27,6 @@ if (out) {
         top,
       }),
     );
-    renameSync(out + ".tmp", out);
+    renameSync(file + ".tmp", file);
   });
 }

@@ -15,16 +15,22 @@
 //   wsgate-nomb   the same with WSGATE_MAILBOX=off
 //   ref-bun       bare Bun.serve WebSockets that only hold sockets
 //   ref-bun-nats  bare Bun.serve + one plain nats.js subscription per user
+// Node-uWS (`bun scripts/bench/all.ts --only node-memory`, or --targets wsgate-node,ref-uws):
+//   wsgate-node   the gateway on Node 20 + uWebSockets.js (scripts/start.sh node), NATS, mailbox on
+//   ref-uws       bare uWebSockets.js on Node that only holds sockets (ref-uws.mjs)
+//   Both run with --expose-gc and gc-hook-node.mjs, so "after GC" is a real full GC on Node too.
 //
 //   bun scripts/bench/idle-memory.ts [--conns 10000] [--repeat 3] [--targets wsgate,ref-bun]
 import { parseArgs } from "node:util";
 import {
   argInt, fmt, installCleanup, kernelStats, Loadgen, log, median, type Nats, runDir, type Server, sleep,
-  startGateway, startNats, startRef, table, waitCatchups, waitMetrics, warnIfBusy,
+  startGateway, startNats, startRef, startRefUws, table, waitCatchups, waitMetrics, warnIfBusy,
 } from "./lib.ts";
 
 export const MEMORY_TARGETS = ["wsgate", "wsgate-nomb", "ref-bun", "ref-bun-nats"] as const;
-type Target = (typeof MEMORY_TARGETS)[number];
+export const NODE_MEMORY_TARGETS = ["wsgate-node", "ref-uws"] as const;
+const ALL_TARGETS = [...MEMORY_TARGETS, ...NODE_MEMORY_TARGETS] as const;
+type Target = (typeof ALL_TARGETS)[number];
 
 export type MemoryOptions = { conns: number; repeat: number; workers: number; targets: Target[] };
 
@@ -50,6 +56,8 @@ const LABEL: Record<Target, string> = {
   "wsgate-nomb": "wsgate (NATS, mailbox off)",
   "ref-bun": "ref: bare Bun.serve",
   "ref-bun-nats": "ref: Bun.serve + nats.js sub/user",
+  "wsgate-node": "wsgate on Node-uWS (NATS, mailbox on)",
+  "ref-uws": "ref: bare uWS.js on Node",
 };
 
 async function startTarget(t: Target, nats: Nats): Promise<Server> {
@@ -62,6 +70,10 @@ async function startTarget(t: Target, nats: Nats): Promise<Server> {
       return startRef(t, "idle");
     case "ref-bun-nats":
       return startRef(t, "nats", nats.url);
+    case "wsgate-node":
+      return startGateway(t, nats.url, {}, { runtime: "node" });
+    case "ref-uws":
+      return startRefUws(t);
   }
 }
 
@@ -85,7 +97,7 @@ async function settle(s: Server): Promise<{ rss: number; seconds: number }> {
 async function once(t: Target, nats: Nats, o: MemoryOptions, i: number): Promise<Run> {
   const s = await startTarget(t, nats);
   try {
-    const usesNats = t !== "ref-bun";
+    const usesNats = t !== "ref-bun" && t !== "ref-uws";
     // warm-up: code paths compiled, pools allocated, before the baseline
     const warm = Loadgen.start(`${t}-r${i}-warmup`, ["--url", s.wsUrl, "-n", "200", "--mode", "idle", "-d", "1", "--max-seconds", "60", "-q", "--user-prefix", "warm"]);
     await warm.done(60_000);
@@ -160,9 +172,16 @@ export async function runIdleMemory(o: MemoryOptions) {
 
   const rows: string[][] = [];
   const summary: Record<string, unknown> = {};
+  // each target next to the bare server of its runtime, when that ran too
+  const refOf = (t: Target): Target => ((NODE_MEMORY_TARGETS as readonly string[]).includes(t) ? "ref-uws" : "ref-bun");
+  const gcOf = (t: Target) => median(runs.filter((r) => r.target === t).map((r) => (r.afterGc - r.base) / r.open));
+  const settledOf = (t: Target) => median(runs.filter((r) => r.target === t).map((r) => (r.settled - r.base) / r.open));
   for (const t of o.targets) {
     const rs = runs.filter((r) => r.target === t);
     const per = (f: (r: Run) => number) => median(rs.map(f));
+    const ref = refOf(t);
+    const vsRef = o.targets.includes(ref) && ref !== t ? gcOf(t) / gcOf(ref) : NaN;
+    const vsRefSettled = o.targets.includes(ref) && ref !== t ? settledOf(t) / settledOf(ref) : NaN;
     const settled = per((r) => (r.settled - r.base) / r.open);
     const gc = per((r) => (r.afterGc - r.base) / r.open);
     const heap = per((r) => (r.heapAfter !== null && r.heapBase !== null ? (r.heapAfter - r.heapBase) / r.open : NaN));
@@ -173,17 +192,19 @@ export async function runIdleMemory(o: MemoryOptions) {
       fmt(median(rs.map((r) => r.open))),
       fmt(settled),
       fmt(gc),
+      Number.isFinite(vsRef) ? `${fmt(vsRef, 2)}× ${ref}` : "",
       rs.map((r) => fmt((r.afterGc - r.base) / r.open)).join(" / "),
       fmt(heap),
       fmt(slab),
       fmt(slab / 2),
       fmt(tcpMem),
     ]);
-    summary[t] = { bytesPerConnSettled: Math.round(settled), bytesPerConnAfterGc: Math.round(gc), heapPerConn: Math.round(heap), kernelSlabPerConn: Math.round(slab), tcpMemPerConn: Math.round(tcpMem), runs: rs };
+    summary[t] = { bytesPerConnSettled: Math.round(settled), bytesPerConnAfterGc: Math.round(gc), vsRef: Number.isFinite(vsRef) ? { ref, afterGc: vsRef, settled: vsRefSettled } : null, heapPerConn: Math.round(heap), kernelSlabPerConn: Math.round(slab), tcpMemPerConn: Math.round(tcpMem), runs: rs };
   }
+  const node = o.targets.some((t) => (NODE_MEMORY_TARGETS as readonly string[]).includes(t));
   const out =
-    `\nIdle memory per connection (${o.conns} connections, distinct users; medians of ${o.repeat}; process RSS growth over the warmed-up baseline)\n` +
-    table(["server", "open", "B/conn settled", "B/conn after GC", "after GC, each run", "JS heap B/conn", "kernel slab B/conn*", "≈ per socket", "tcp buf B/conn"], rows) +
+    `\nIdle memory per connection${node ? " on Node-uWS" : ""} (${o.conns} connections, distinct users; medians of ${o.repeat}; process RSS growth over the warmed-up baseline)\n` +
+    table(["server", "open", "B/conn settled", "B/conn after GC", "after GC vs ref", "after GC, each run", "JS heap B/conn", "kernel slab B/conn*", "≈ per socket", "tcp buf B/conn"], rows) +
     `\n* kernel: /proc/meminfo Slab delta per connection, both ends (client and server sockets are in this kernel); not in any RSS above.\n`;
   console.log(out);
   return summary;
@@ -201,7 +222,7 @@ if (import.meta.main) {
   });
   const conns = argInt(v.conns, "conns", 1, 19_500, 10_000);
   const targets = v.targets!.split(",").map((s) => s.trim()) as Target[];
-  for (const t of targets) if (!MEMORY_TARGETS.includes(t)) throw new Error(`unknown target ${t}; known: ${MEMORY_TARGETS.join(", ")}`);
+  for (const t of targets) if (!ALL_TARGETS.includes(t)) throw new Error(`unknown target ${t}; known: ${ALL_TARGETS.join(", ")}`);
   const t0 = Date.now();
   await runIdleMemory({ conns, repeat: argInt(v.repeat, "repeat", 1, 20, 3), workers: argInt(v.workers, "workers", 1, 16, Math.max(1, Math.ceil(conns / 10_000))), targets });
   log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);

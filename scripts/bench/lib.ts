@@ -3,9 +3,10 @@
 // Every process started here is recorded and stopped by its own PID at the end (never by
 // name); every wait is bounded.
 import type { Subprocess } from "bun";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BUN = process.execPath;
@@ -238,31 +239,88 @@ export type HeapInfo = { heapSize: number; objectCount: number; extraMemorySize:
 export type Server = {
   name: string;
   port: number;
+  /** the serving process (with WSGATE_WORKERS: the first worker) */
   pid: number;
+  /** every serving process: one, or each worker of WSGATE_WORKERS */
+  pids: number[];
   wsUrl: string;
   metricsUrl: string;
   logFile: string;
+  /** One process's metrics (with workers: whichever takes the request). */
   metrics(): Promise<Record<string, number>>;
+  /** With workers: every worker's metrics, by node id (scraped on fresh connections until each answered). */
+  metricsAll(): Promise<Map<string, Record<string, number>>>;
+  /** RSS of every serving process, summed. */
   rss(): number;
-  /** Full GC in the server (SIGUSR2 to the preloaded hook); resolves with its heap figures. */
+  /** CPU seconds of every serving process, summed. */
+  cpu(): number;
+  /** Full GC in every serving process (SIGUSR2 to the preloaded hook); resolves with the heap figures, summed. */
   gc(): Promise<HeapInfo | null>;
   stop(): Promise<void>;
 };
 
-/** Environment for a server child: ours without any WSGATE_* / NATS_* / BUN_OPTIONS, plus `extra`. */
+/** Environment for a server child: ours without any WSGATE_* / NATS_* / BUN_OPTIONS / NODE_OPTIONS, plus `extra`. */
 function childEnv(extra: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v === undefined || k.startsWith("WSGATE_") || k.startsWith("NATS_") || k === "BUN_OPTIONS" || k.startsWith("REF_")) continue;
+    if (v === undefined || k.startsWith("WSGATE_") || k.startsWith("NATS_") || k === "BUN_OPTIONS" || k === "NODE_OPTIONS" || k.startsWith("REF_")) continue;
     env[k] = v;
   }
   return { ...env, ...extra };
 }
 
-async function startServer(name: string, cmd: string[], env: Record<string, string>, readyPath: string): Promise<Server> {
-  const port = freePort("http");
-  const hookOut = join(runDir(), `${name}-${port}.heap.json`);
-  const logFile = join(runDir(), `${name}-${port}.log`);
+function parseMetrics(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+/** Children of a process (all its threads' children), from /proc. */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        out.push(...readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number));
+      } catch {}
+    }
+  } catch {}
+  return out;
+}
+
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return "";
+  }
+}
+
+export type ServerOptions = {
+  /** the runtime that serves: bun (GC hook via BUN_OPTIONS --preload) or node (NODE_OPTIONS --expose-gc --import) */
+  runtime?: "bun" | "node";
+  /** WSGATE_WORKERS: this many serving processes are children of scripts/start.sh */
+  workers?: number;
+  /** a fixed port (several reference processes sharing one with reusePort) */
+  port?: number;
+  /** ready once this line shows up in the log (for a reusePort group, where /readyz may answer from a sibling) */
+  readyLogLine?: string;
+};
+
+const IS_SHELL = new Set(["sh", "dash", "bash"]);
+
+async function startServer(name: string, cmd: string[], env: Record<string, string>, readyPath: string, opts: ServerOptions = {}): Promise<Server> {
+  const port = opts.port ?? freePort("http");
+  const workers = opts.workers ?? 1;
+  const hookOut = join(runDir(), `${name}-${port}${opts.port ? `-${Math.random().toString(36).slice(2, 7)}` : ""}.heap`);
+  const logFile = hookOut.replace(/\.heap$/, ".log");
+  const hookEnv: Record<string, string> =
+    opts.runtime === "node"
+      ? { NODE_OPTIONS: `--expose-gc --import ${pathToFileURL(join(import.meta.dir, "gc-hook-node.mjs")).href}` }
+      : { BUN_OPTIONS: `--preload ${join(import.meta.dir, "gc-hook.ts")}` };
   const proc = Bun.spawn({
     cmd,
     cwd: ROOT,
@@ -270,55 +328,95 @@ async function startServer(name: string, cmd: string[], env: Record<string, stri
       ...env,
       PORT: String(port),
       HOST: "127.0.0.1",
-      BUN_OPTIONS: `--preload ${join(import.meta.dir, "gc-hook.ts")}`,
+      ...hookEnv,
       WSGATE_BENCH_HOOK_OUT: hookOut,
     }),
     stdio: ["ignore", Bun.file(logFile), Bun.file(logFile)],
   });
   const rec = track(name, proc);
   const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
+  // Node's first start bundles the adapter (scripts/start.sh): allow for it.
+  const readyMs = opts.runtime === "node" ? 60_000 : 20_000;
+  const deadline = Date.now() + readyMs;
+  const metricsOnce = async (fresh: boolean) =>
+    parseMetrics(await (await fetch(`${base}/metrics`, fresh ? { headers: { connection: "close" }, keepalive: false } : {})).text());
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`${name} exited at start (code ${proc.exitCode}); see ${logFile}`);
     try {
-      const r = await fetch(base + readyPath);
-      if (r.ok) break;
+      if (opts.readyLogLine) {
+        if (readFileSync(logFile, "utf8").includes(opts.readyLogLine)) break;
+      } else if (workers > 1) {
+        // every worker answers and is connected to NATS (reusePort spreads fresh connections over them)
+        const seen = new Set<string>();
+        for (let i = 0; i < workers * 8 && seen.size < workers; i++) {
+          const m = await metricsOnce(true);
+          const node = Object.keys(m).find((k) => k.startsWith("wsgate_info{"));
+          if (node && m.wsgate_broker_connected === 1) seen.add(node);
+        }
+        if (seen.size >= workers) break;
+      } else {
+        const r = await fetch(base + readyPath);
+        if (r.ok) break;
+      }
     } catch {}
-    if (Date.now() > deadline) throw new Error(`${name} not ready in 20 s; see ${logFile}`);
+    if (Date.now() > deadline) throw new Error(`${name} not ready in ${readyMs / 1000} s; see ${logFile}`);
     await sleep(50);
   }
-  const pid = servingPid(proc.pid);
-  if (pid !== proc.pid) rec.extraPids.push(pid);
+  let pids: number[];
+  if (workers > 1) {
+    // scripts/start.sh runs each worker as `( ... exec runtime )`: its children, once exec'd, are the servers
+    const until = Date.now() + 10_000;
+    for (;;) {
+      pids = childPids(proc.pid).filter((p) => !IS_SHELL.has(comm(p)));
+      if (pids.length >= workers || Date.now() > until) break;
+      await sleep(50);
+    }
+    if (pids.length < workers) throw new Error(`${name}: found ${pids.length} of ${workers} worker processes; see ${logFile}`);
+  } else {
+    pids = [servingPid(proc.pid)];
+  }
+  for (const p of pids) if (p !== proc.pid) rec.extraPids.push(p);
+  const hookFile = (p: number) => `${hookOut}.${p}.json`;
+  const readHook = (p: number): (HeapInfo & { at: number }) | null => {
+    try {
+      return JSON.parse(readFileSync(hookFile(p), "utf8"));
+    } catch {
+      return null;
+    }
+  };
   return {
     name,
     port,
-    pid,
+    pid: pids[0],
+    pids,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
     metricsUrl: `${base}/metrics`,
     logFile,
-    async metrics() {
-      const text = await (await fetch(`${base}/metrics`)).text();
-      const out: Record<string, number> = {};
-      for (const line of text.split("\n")) {
-        const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-        if (m) out[m[1]] = Number(m[2]);
+    metrics: () => metricsOnce(false),
+    async metricsAll() {
+      const byNode = new Map<string, Record<string, number>>();
+      for (let i = 0; i < Math.max(1, workers * 12) && byNode.size < workers; i++) {
+        try {
+          const m = await metricsOnce(workers > 1);
+          const info = Object.keys(m).find((k) => k.startsWith("wsgate_info{")) ?? `#${i}`;
+          byNode.set(info, m);
+        } catch {}
       }
-      return out;
+      return byNode;
     },
-    rss: () => rssBytes(pid),
+    rss: () => pids.reduce((a, p) => a + rssBytes(p), 0),
+    cpu: () => pids.reduce((a, p) => a + cpuSeconds(p), 0),
     async gc() {
-      let before = 0;
-      try {
-        before = JSON.parse(readFileSync(hookOut, "utf8")).at;
-      } catch {}
-      process.kill(pid, "SIGUSR2");
+      const before = pids.map((p) => readHook(p)?.at ?? 0);
+      for (const p of pids) process.kill(p, "SIGUSR2");
       const until = Date.now() + 10_000;
       while (Date.now() < until) {
         await sleep(50);
-        try {
-          const h = JSON.parse(readFileSync(hookOut, "utf8"));
-          if (h.at !== before) return h as HeapInfo;
-        } catch {}
+        const hs = pids.map(readHook);
+        if (hs.every((h, i) => h && h.at !== before[i])) {
+          const sum = (f: (h: HeapInfo) => number) => hs.reduce((a, h) => a + (f(h!) || 0), 0);
+          return { heapSize: sum((h) => h.heapSize), objectCount: sum((h) => h.objectCount), extraMemorySize: sum((h) => h.extraMemorySize), rss: sum((h) => h.rss), top: hs[0]!.top ?? [] };
+        }
       }
       return null;
     },
@@ -326,11 +424,12 @@ async function startServer(name: string, cmd: string[], env: Record<string, stri
   };
 }
 
-/** The gateway exactly as operators start it (scripts/start.sh bun), plus the GC hook. */
-export function startGateway(name: string, natsUrl: string | null, env: Record<string, string> = {}): Promise<Server> {
+/** The gateway exactly as operators start it (scripts/start.sh bun|node), plus the GC hook. */
+export function startGateway(name: string, natsUrl: string | null, env: Record<string, string> = {}, opts: ServerOptions = {}): Promise<Server> {
+  const workers = Number(env.WSGATE_WORKERS ?? 1);
   return startServer(
     name,
-    ["sh", "scripts/start.sh", "bun"],
+    ["sh", "scripts/start.sh", opts.runtime ?? "bun"],
     {
       ...(natsUrl ? { NATS_URL: natsUrl } : {}),
       WSGATE_LOG_LEVEL: "warn",
@@ -339,16 +438,24 @@ export function startGateway(name: string, natsUrl: string | null, env: Record<s
       ...env,
     },
     "/readyz",
+    { ...opts, workers },
   );
 }
 
-export function startRef(name: string, mode: "idle" | "nats", natsUrl?: string, prefix = "ws"): Promise<Server> {
+export function startRef(name: string, mode: "idle" | "nats", natsUrl?: string, prefix = "ws", opts: ServerOptions = {}): Promise<Server> {
   return startServer(
     name,
     [BUN, join(import.meta.dir, "ref-bun.ts")],
-    { REF_MODE: mode, REF_PREFIX: prefix, ...(natsUrl ? { NATS_URL: natsUrl } : {}) },
+    { REF_MODE: mode, REF_PREFIX: prefix, ...(natsUrl ? { NATS_URL: natsUrl } : {}), ...(opts.port ? { REF_REUSE_PORT: "1" } : {}) },
     "/readyz",
+    opts.port ? { ...opts, readyLogLine: "ref-bun listening" } : opts,
   );
+}
+
+/** A bare uWebSockets.js server on Node that only holds sockets (scripts/bench/ref-uws.mjs). */
+export function startRefUws(name: string): Promise<Server> {
+  // Node cannot raise its own open-files limit: the shell does, as scripts/start.sh does for the gateway.
+  return startServer(name, ["sh", "-c", `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec node ${join(import.meta.dir, "ref-uws.mjs")}`], {}, "/readyz", { runtime: "node" });
 }
 
 /** Polls the server's metrics until `pred` holds (bounded); returns the last reading. */
@@ -517,9 +624,10 @@ export function fmt(x: number | null | undefined, digits = 0): string {
   return x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
-export function table(head: string[], rows: string[][]): string {
+/** A plain-text table; `left` lists the columns aligned left (default: the first only). */
+export function table(head: string[], rows: string[][], left: number[] = [0]): string {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join("  ");
+  const line = (r: string[]) => r.map((c, i) => (left.includes(i) ? c.padEnd(w[i]) : c.padStart(w[i]))).join("  ");
   return [line(head), w.map((n) => "-".repeat(n)).join("  "), ...rows.map(line)].join("\n");
 }
 
@@ -582,4 +690,261 @@ export async function warnIfBusy(what: string) {
   const busy = await backgroundLoad();
   if (busy > 0.25) log(`warning: ${busy.toFixed(2)} of 2 cores already busy before ${what}: other processes on the box will skew the figures`);
   return busy;
+}
+
+// ───────────────────────── helpers of the mailbox, workers, setup and inbound benchmarks ─────────────────────────
+
+/** Resets a process's peak RSS (VmHWM) to its current RSS (`echo 5 > /proc/<pid>/clear_refs`); false if not allowed. */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Peak RSS (VmHWM) of a process since its start or its last resetPeakRss. */
+export function peakRssBytes(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/**
+ * Watches the peak RSS and CPU of some processes over a stretch of time: VmHWM after a reset
+ * when the kernel allows it, and samples every `everyMs` as a floor either way (for a group of
+ * processes the peak of their sum is only known from samples).
+ */
+export class ResourceWatch {
+  private cpu0: number[];
+  private peaks: number[];
+  private sumPeak = 0;
+  private timer: ReturnType<typeof setInterval>;
+  private hwm: boolean;
+  readonly t0 = performance.now();
+  constructor(
+    private pids: number[],
+    everyMs = 100,
+  ) {
+    this.hwm = pids.every((p) => resetPeakRss(p));
+    this.cpu0 = pids.map(cpuSeconds);
+    this.peaks = pids.map(rssOrZero);
+    this.sumPeak = this.peaks.reduce((a, b) => a + b, 0);
+    this.timer = setInterval(() => this.sample(), everyMs);
+  }
+  private sample() {
+    let sum = 0;
+    this.pids.forEach((p, i) => {
+      const r = rssOrZero(p);
+      if (r > this.peaks[i]) this.peaks[i] = r;
+      sum += r;
+    });
+    if (sum > this.sumPeak) this.sumPeak = sum;
+  }
+  /** Stops watching: CPU seconds used, peak RSS (sum of the processes' peaks, and the sampled peak of the sum), seconds. */
+  stop(): { cpuS: number; peakRss: number; peakRssSampled: number; seconds: number; hwm: boolean } {
+    this.sample();
+    clearInterval(this.timer);
+    const cpuS = this.pids.reduce((a, p, i) => a + cpuSeconds(p) - this.cpu0[i], 0);
+    const peak = this.pids.reduce((a, p, i) => a + (this.hwm ? Math.max(peakRssOrZero(p), this.peaks[i]) : this.peaks[i]), 0);
+    return { cpuS, peakRss: peak, peakRssSampled: this.sumPeak, seconds: (performance.now() - this.t0) / 1000, hwm: this.hwm };
+  }
+}
+function rssOrZero(pid: number) {
+  try {
+    return rssBytes(pid);
+  } catch {
+    return 0;
+  }
+}
+function peakRssOrZero(pid: number) {
+  try {
+    return peakRssBytes(pid);
+  } catch {
+    return 0;
+  }
+}
+
+/** Samples `read()` until it changed by less than 0.5% over the last 2 s (at least 3 s, at most `maxS`). */
+export async function settleOn(read: () => number, maxS = 20): Promise<{ value: number; seconds: number }> {
+  const t0 = Date.now();
+  const samples: number[] = [];
+  for (;;) {
+    samples.push(read());
+    const n = samples.length;
+    const elapsed = (Date.now() - t0) / 1000;
+    if (elapsed >= 3 && n >= 5) {
+      const a = samples[n - 5], b = samples[n - 1];
+      if (Math.abs(b - a) / a < 0.005) return { value: b, seconds: elapsed };
+    }
+    if (elapsed >= maxS) return { value: samples[n - 1], seconds: elapsed };
+    await sleep(500);
+  }
+}
+
+/** Sums one metric over every worker's metrics (Server.metricsAll). */
+export function sumMetric(all: Map<string, Record<string, number>>, key: string): number {
+  let s = 0;
+  for (const m of all.values()) s += m[key] ?? 0;
+  return s;
+}
+
+/**
+ * Publishes `perUser` messages to each of `users` (core publishes on <prefix>.recv.<svc>.<user>,
+ * as a service would), round by round, at most `window` at a time ahead of what the mailbox
+ * stream has stored, so nothing is dropped on the way in. With a stream name it waits until
+ * the stream holds them all; returns how many messages the stream gained.
+ */
+export async function publishToUsers(
+  natsUrl: string,
+  o: { prefix: string; svc: string; users: string[]; perUser: number; size: number; stream?: string; window?: number; tag?: string },
+): Promise<{ published: number; stored: number; seconds: number }> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const nc = await connect({ servers: natsUrl, name: "wsgate-bench-backlog" });
+  const t0 = performance.now();
+  try {
+    const jsm = o.stream ? await jetstreamManager(nc) : null;
+    const count = async () => (jsm ? Number((await jsm.streams.info(o.stream!)).state.messages) : 0);
+    const base = await count();
+    const window = o.window ?? 20_000;
+    const subjects = o.users.map((u) => `${o.prefix}.recv.${o.svc}.${u}`);
+    const tag = o.tag ?? "m";
+    let published = 0;
+    for (let r = 0; r < o.perUser; r++) {
+      for (let i = 0; i < subjects.length; i++) {
+        const head = `${tag}${r} `;
+        nc.publish(subjects[i], head + "x".repeat(Math.max(0, o.size - head.length)));
+        published++;
+        if (jsm && published % window === 0) {
+          await nc.flush();
+          const until = Date.now() + 30_000;
+          while ((await count()) - base < published - window && Date.now() < until) await sleep(10);
+        }
+      }
+    }
+    await nc.flush();
+    let stored = 0;
+    if (jsm) {
+      const until = Date.now() + 30_000;
+      while ((stored = (await count()) - base) < published && Date.now() < until) await sleep(20);
+    }
+    return { published, stored, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    await nc.close();
+  }
+}
+
+/** nats-server's own view: /varz (cpu %, mem, in/out msgs) from its monitoring port. */
+export async function natsVarz(nats: Nats): Promise<{ in_msgs: number; out_msgs: number; mem: number; slow_consumers: number }> {
+  const r = await fetch(`http://127.0.0.1:${nats.monitorPort}/varz`);
+  return (await r.json()) as never;
+}
+
+/** "1.23×" or "-" */
+export function ratio(a: number, b: number, digits = 2): string {
+  const x = a / b;
+  return Number.isFinite(x) ? `${fmt(x, digits)}×` : "-";
+}
+
+/** Messages a JetStream stream holds now (NaN when it does not exist). */
+export async function streamMessages(natsUrl: string, stream: string): Promise<number> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const nc = await connect({ servers: natsUrl, name: "wsgate-bench-admin" });
+  try {
+    const jsm = await jetstreamManager(nc);
+    return Number((await jsm.streams.info(stream)).state.messages);
+  } catch {
+    return NaN;
+  } finally {
+    await nc.close();
+  }
+}
+
+export const MiB = 1024 * 1024;
+export const users = (n: number, prefix = "u", offset = 0) => Array.from({ length: n }, (_, i) => `${prefix}${offset + i}`);
+
+/** scripts/bench/subscriber.ts as a child: a NATS subscriber counting messages and their latency. */
+export class Subscriber {
+  private lines: string[] = [];
+  private reader: Promise<void>;
+  private constructor(
+    readonly name: string,
+    private proc: Subprocess<"pipe", "pipe", any>,
+    readonly logFile: string,
+  ) {
+    this.reader = (async () => {
+      const dec = new TextDecoder();
+      let buf = "";
+      for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
+        buf += dec.decode(chunk, { stream: true });
+        let i: number;
+        while ((i = buf.indexOf("\n")) >= 0) {
+          this.lines.push(buf.slice(0, i));
+          buf = buf.slice(i + 1);
+        }
+      }
+      if (buf.trim()) this.lines.push(buf);
+    })();
+  }
+
+  static async start(name: string, natsUrl: string, subject: string): Promise<Subscriber> {
+    const logFile = join(runDir(), `${name}.log`);
+    const proc = Bun.spawn({
+      cmd: [BUN, join(import.meta.dir, "subscriber.ts"), "--nats", natsUrl, "--subject", subject, "--max-seconds", "600"],
+      cwd: ROOT,
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: Bun.file(logFile),
+    });
+    track(name, proc);
+    const s = new Subscriber(name, proc, logFile);
+    const until = Date.now() + 10_000;
+    let line: string | undefined;
+    while (!(line = s.lines.find((l) => l.includes('"ready"')))) {
+      if (proc.exitCode !== null || Date.now() > until) throw new Error(`${name} did not start; see ${logFile}`);
+      await sleep(20);
+    }
+    s.metricsUrl = `http://127.0.0.1:${JSON.parse(line).port}/metrics`;
+    return s;
+  }
+
+  /** Its running count, for loadgen --feedback-url (metric wsgate_bench_sub_messages_total). */
+  metricsUrl = "";
+
+  get pid() {
+    return this.proc.pid;
+  }
+
+  async stop(ms = 15_000): Promise<any> {
+    try {
+      this.proc.stdin.write("stop\n");
+      this.proc.stdin.flush();
+      this.proc.stdin.end();
+    } catch {}
+    const ok = await Promise.race([this.proc.exited.then(() => true), sleep(ms).then(() => false)]);
+    if (!ok) {
+      this.proc.kill("SIGKILL");
+      throw new Error(`${this.name} did not stop; see ${this.logFile}`);
+    }
+    await this.reader;
+    return JSON.parse(this.lines.filter((l) => l.startsWith('{"tool"')).pop() ?? "{}");
+  }
+}
+
+/** Waits until nats-server's in_msgs stop moving for `quietMs` (bounded by `ms`): a burst has drained. */
+export async function natsQuiet(nats: Nats, quietMs = 500, ms = 20_000): Promise<void> {
+  const until = Date.now() + ms;
+  let last = -1;
+  let since = Date.now();
+  while (Date.now() < until) {
+    const v = await natsVarz(nats).catch(() => null);
+    const n = v ? v.in_msgs + v.out_msgs : -1;
+    if (n !== last) {
+      last = n;
+      since = Date.now();
+    } else if (Date.now() - since >= quietMs) return;
+    await sleep(100);
+  }
 }

@@ -3,11 +3,14 @@
 //   REF_MODE=idle   bare Bun.serve native WebSockets: upgrades /ws and only holds sockets
 //   REF_MODE=nats   the same plus the naive fan-out: on a user's first socket, one plain
 //                   nats.js subscription on <prefix>.recv.<svc>.<user> whose callback sends
-//                   each message to that user's sockets (binary frame, no checks)
+//                   each message to that user's sockets (binary frame, no checks); and the
+//                   naive inbound path: each client frame is published as is (no headers, no
+//                   limits) on <prefix>.send.<svc>.<user>
 //
-// Env: PORT, HOST (default 127.0.0.1), NATS_URL (nats mode), REF_PREFIX (default ws).
-// It serves GET /readyz and GET /metrics with the gateway's metric names
-// (wsgate_connections, wsgate_users, wsgate_messages_out_total) so the bench drives both alike.
+// Env: PORT, HOST (default 127.0.0.1), NATS_URL (nats mode), REF_PREFIX (default ws),
+// REF_REUSE_PORT=1 to share the port with sibling processes (SO_REUSEPORT, like WSGATE_WORKERS).
+// It serves GET /readyz and GET /metrics with the gateway's metric names (wsgate_connections,
+// wsgate_users, wsgate_messages_out_total, wsgate_messages_in_total) so the bench drives both alike.
 import type { ServerWebSocket } from "bun";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 
@@ -29,11 +32,12 @@ if (mode === "nats") {
   nc = await connect({ servers: process.env.NATS_URL.split(","), name: "ref-bun" });
 }
 
-type Data = { subject: string } | undefined;
+type Data = { subject: string; send: string } | undefined;
 type User = { sub: Subscription; socks: ServerWebSocket<Data>[] };
 const users = new Map<string, User>();
 let connections = 0;
 let messagesOut = 0;
+let messagesIn = 0;
 
 const SVC = /(?:^|;\s*)service=([A-Za-z0-9_-]{1,64})(?:;|$)/;
 const USER = /(?:^|;\s*)user=([A-Za-z0-9_-]{1,64})(?:;|$)/;
@@ -41,6 +45,7 @@ const USER = /(?:^|;\s*)user=([A-Za-z0-9_-]{1,64})(?:;|$)/;
 const server = Bun.serve<Data>({
   port,
   hostname,
+  reusePort: process.env.REF_REUSE_PORT === "1",
   fetch(req, srv) {
     const path = new URL(req.url).pathname;
     if (path === "/ws") {
@@ -49,14 +54,14 @@ const server = Bun.serve<Data>({
       const svc = SVC.exec(cookie)?.[1];
       const user = USER.exec(cookie)?.[1];
       if (!svc || !user) return new Response("service and user cookies required\n", { status: 401 });
-      return srv.upgrade(req, { data: { subject: `${prefix}.recv.${svc}.${user}` } })
+      return srv.upgrade(req, { data: { subject: `${prefix}.recv.${svc}.${user}`, send: `${prefix}.send.${svc}.${user}` } })
         ? undefined
         : new Response("upgrade failed\n", { status: 400 });
     }
     if (path === "/healthz" || path === "/readyz") return new Response("ok\n");
     if (path === "/metrics") {
       return new Response(
-        `wsgate_connections ${connections}\nwsgate_users ${users.size}\nwsgate_messages_out_total ${messagesOut}\n`,
+        `wsgate_connections ${connections}\nwsgate_users ${users.size}\nwsgate_messages_out_total ${messagesOut}\nwsgate_messages_in_total ${messagesIn}\n`,
       );
     }
     return new Response("not found\n", { status: 404 });
@@ -83,7 +88,11 @@ const server = Bun.serve<Data>({
       }
       u.socks.push(ws);
     },
-    message() {},
+    message(ws, message) {
+      messagesIn++;
+      const d = ws.data;
+      if (d) nc!.publish(d.send, message);
+    },
     close(ws) {
       connections--;
       const d = ws.data;

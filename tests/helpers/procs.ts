@@ -1,7 +1,7 @@
 // Processes the tests start: nats-server and gateways on free ports, each stopped
 // by its own PID. Nothing here reaches a service someone else left running.
 import type { Subprocess } from "bun";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -34,8 +34,32 @@ export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeout
 
 const live = new Set<Subprocess>();
 process.on("exit", () => {
-  for (const p of live) p.kill("SIGKILL");
+  for (const p of live) killTree(p.pid);
 });
+
+/** The direct children of a process (a WSGATE_WORKERS supervisor's workers), from /proc. */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      const kids = readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim();
+      if (kids) out.push(...kids.split(/\s+/).map(Number));
+    }
+  } catch {
+    // gone already
+  }
+  return out;
+}
+
+/** SIGKILL cannot be forwarded by a supervisor: its children are killed by PID first. */
+function killTree(pid: number) {
+  for (const kid of childPids(pid)) killTree(kid);
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // gone already
+  }
+}
 
 export type Nats = {
   port: number;
@@ -153,9 +177,12 @@ export async function startGateway(runtime: Runtime, opts: GatewayOptions = {}):
     fetch: (path, init) => get(gw.http + path, init),
     output: () => out,
     async stop(signal = "SIGTERM") {
-      if (proc.exitCode === null && !proc.killed) proc.kill(signal);
+      if (proc.exitCode === null && !proc.killed) {
+        if (signal === "SIGKILL") killTree(proc.pid);
+        else proc.kill(signal);
+      }
       const code = await Promise.race([proc.exited, Bun.sleep(15_000).then(() => -1)]);
-      if (code === -1) proc.kill("SIGKILL");
+      if (code === -1) killTree(proc.pid);
       live.delete(proc);
       return code;
     },

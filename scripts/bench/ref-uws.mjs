@@ -1,0 +1,56 @@
+// Reference for the gateway on Node-uWS: a bare uWebSockets.js server on Node 20 that upgrades
+// /ws and only holds sockets (no identity, no NATS, one empty object per socket), measured in
+// the same run as the gateway. Started by the benchmarks as `node scripts/bench/ref-uws.mjs`
+// (with NODE_OPTIONS="--expose-gc --import gc-hook-node.mjs" for the after-GC figures).
+//
+// Env: PORT, HOST (default 127.0.0.1). GET /readyz, GET /metrics (wsgate_connections,
+// wsgate_users, wsgate_messages_out_total) so the benchmarks drive it like the gateway.
+// The package is CommonJS whose exports Node cannot detect statically: only the default import works.
+import uWS from "@trufflesuite/uws-js-unofficial";
+
+const port = Number(process.env.PORT ?? 0);
+const host = process.env.HOST ?? "127.0.0.1";
+let connections = 0;
+let listenSocket = null;
+
+const app = uWS.App();
+app.ws("/ws", {
+  idleTimeout: 120,
+  maxPayloadLength: 64 * 1024,
+  sendPingsAutomatically: true,
+  upgrade(res, req, context) {
+    res.upgrade(
+      {},
+      req.getHeader("sec-websocket-key"),
+      req.getHeader("sec-websocket-protocol"),
+      req.getHeader("sec-websocket-extensions"),
+      context,
+    );
+  },
+  open() {
+    connections++;
+  },
+  message() {},
+  close() {
+    connections--;
+  },
+});
+app.get("/readyz", (res) => res.end("ok\n"));
+app.get("/healthz", (res) => res.end("ok\n"));
+app.get("/metrics", (res) => res.end(`wsgate_connections ${connections}\nwsgate_users 0\nwsgate_messages_out_total 0\n`));
+app.any("/*", (res) => res.writeStatus("404 Not Found").end("not found\n"));
+app.listen(host, port, (s) => {
+  if (!s) {
+    console.error(`ref-uws: cannot listen on ${host}:${port}`);
+    process.exit(1);
+  }
+  listenSocket = s;
+  console.log(JSON.stringify({ msg: "ref-uws listening", port }));
+});
+
+const bye = () => {
+  if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+  process.exit(0);
+};
+process.on("SIGTERM", bye);
+process.on("SIGINT", bye);
