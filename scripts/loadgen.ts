@@ -42,6 +42,7 @@
 //
 //   bun scripts/loadgen.ts --url ws://127.0.0.1:8080/ws -n 10000 --mode recv -d 30
 import { parseArgs } from "node:util";
+import { leadingTimestampMs } from "./timestamp.ts";
 import { writeFileSync, renameSync } from "node:fs";
 import type { Socket, Subprocess } from "bun";
 
@@ -627,11 +628,11 @@ function runWorker() {
       case 1:
       case 2:
         if (c.fragOp) err("protocol_interleaved");
-        if (fin) message(c, len, parseTs(d, ps, len), t);
+        if (fin) message(c, len, leadingTimestampMs(d, ps, len), t);
         else {
           c.fragOp = op;
           c.fragLen = len;
-          c.fragTs = parseTs(d, ps, len);
+          c.fragTs = leadingTimestampMs(d, ps, len);
         }
         return;
       case 0:
@@ -671,32 +672,6 @@ function runWorker() {
       default:
         err("protocol_opcode");
     }
-  }
-
-  /** Leading wall-clock ms timestamp of a payload ("1732361234567" or "1732361234567.123"), or -1. */
-  function parseTs(d: Uint8Array, ps: number, len: number): number {
-    const end = ps + Math.min(len, 40);
-    let i = ps, v = 0, digits = 0;
-    while (i < end) {
-      const b = d[i];
-      if (b < 48 || b > 57) break;
-      v = v * 10 + (b - 48);
-      digits++;
-      i++;
-    }
-    if (digits < 12 || digits > 16) return -1;
-    if (i < end && d[i] === 46) {
-      i++;
-      let scale = 0.1;
-      while (i < end) {
-        const b = d[i];
-        if (b < 48 || b > 57) break;
-        v += (b - 48) * scale;
-        scale *= 0.1;
-        i++;
-      }
-    }
-    return v;
   }
 
   function message(c: Conn, len: number, ts: number, t: number) {

@@ -12,6 +12,7 @@
 //
 //   bun scripts/bench/subscriber.ts --nats nats://127.0.0.1:4222 [--subject ws.send.>]
 import { parseArgs } from "node:util";
+import { leadingTimestampMs } from "../timestamp.ts";
 import { connect } from "@nats-io/transport-node";
 
 const { values: o } = parseArgs({
@@ -48,28 +49,6 @@ let ph = newPhase("main");
 const slow: string[] = [];
 let total = 0;
 
-/** Leading ms timestamp ("1732361234567.123 ..."), or -1. */
-function ts(d: Uint8Array): number {
-  const end = Math.min(d.length, 40);
-  let i = 0, v = 0, digits = 0;
-  while (i < end && d[i] >= 48 && d[i] <= 57) {
-    v = v * 10 + (d[i] - 48);
-    digits++;
-    i++;
-  }
-  if (digits < 12 || digits > 16) return -1;
-  if (i < end && d[i] === 46) {
-    i++;
-    let scale = 0.1;
-    while (i < end && d[i] >= 48 && d[i] <= 57) {
-      v += (d[i] - 48) * scale;
-      scale *= 0.1;
-      i++;
-    }
-  }
-  return v;
-}
-
 const nc = await connect({ servers: o.nats.split(","), name: "wsgate-bench-subscriber" });
 (async () => {
   for await (const s of nc.status()) if (s.type === "error" || s.type === "disconnect") slow.push(`${s.type}: ${String((s as any).error ?? (s as any).server ?? "")}`.slice(0, 200));
@@ -83,7 +62,7 @@ nc.subscribe(o.subject!, {
     ph.bytes += d.length;
     if (ph.first === 0) ph.first = t;
     ph.last = t;
-    const s = ts(d);
+    const s = leadingTimestampMs(d);
     if (s < 0) {
       ph.noTs++;
       return;
