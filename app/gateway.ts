@@ -263,6 +263,11 @@ export class Gateway {
       }
     } else if (entry.handle === RELEASED) {
       entry.handle = this.broker.watch(key);
+      // Live messages went unwatched while every socket was closing: the stream has them.
+      if (this.mailbox && !entry.held) {
+        entry.held = [];
+        void this.catchUp(entry);
+      }
     }
     entry.conns.push(conn);
     conn.user = entry;
