@@ -165,24 +165,21 @@ export class NatsBroker implements Broker {
   }
 
   watch(subject: string): LeanSub | Subscription | null {
+    return this.subscribe(subject, this.onMsg);
+  }
+
+  watchRequests(subject: string): LeanSub | Subscription | null {
+    return this.subscribe(subject, this.onRequest, REQUEST_QUEUE);
+  }
+
+  private subscribe(subject: string, callback: MsgCallback<Msg>, queue?: string): LeanSub | Subscription | null {
     // Before the first connection there is nothing to subscribe on; rewatchAll() catches up.
     const nc = this.nc;
     if (!nc) return null;
     const proto = leanProtocol(nc);
-    if (!proto) return nc.subscribe(subject, { callback: this.onMsg });
-    const sub = new LeanSub(subject, this.onMsg);
-    proto.subscriptions.add(sub);
-    proto._sub(sub);
-    return sub;
-  }
-
-  watchRequests(subject: string): LeanSub | Subscription | null {
-    const nc = this.nc;
-    if (!nc) return null;
-    const proto = leanProtocol(nc);
-    if (!proto) return nc.subscribe(subject, { queue: REQUEST_QUEUE, callback: this.onRequest });
-    const sub = new LeanSub(subject, this.onRequest);
-    sub.queue = REQUEST_QUEUE;
+    if (!proto) return nc.subscribe(subject, { queue, callback });
+    const sub = new LeanSub(subject, callback);
+    sub.queue = queue;
     proto.subscriptions.add(sub);
     proto._sub(sub);
     return sub;
