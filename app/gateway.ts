@@ -17,7 +17,8 @@ import { Metrics } from "./metrics.ts";
 import { subjects } from "./subjects.ts";
 import { isUtf8 } from "./utf8.ts";
 import { errorFrame, messageFrame } from "./envelope.ts";
-import { type Held, HOLD_MAX, replay, type ReplayTarget } from "./replay.ts";
+import { type Held, HOLD_MAX, type ReplayTarget } from "./replay.ts";
+import { CatchupReader } from "./catchup.ts";
 import { Rpc } from "./rpc.ts";
 
 /** Send outcome as the runtimes report it: >0 sent, -1 queued behind backpressure, 0 dropped. */
@@ -114,6 +115,7 @@ export class Gateway {
   /** set in NATS mode with the mailbox on */
   mailbox: MailboxStore | null = null;
   private catchups!: Limiter;
+  private reader!: CatchupReader;
   private catchupsSinceGc = 0;
   /** users whose delivery cursor moved since the last flush */
   private dirty = new Set<UserEntry>();
@@ -165,6 +167,10 @@ export class Gateway {
     this.mailbox = store;
     this.keyPrefixLength = this.subjects.live("", "").length - 1;
     this.catchups = new Limiter(store.config.catchupConcurrency);
+    this.reader = new CatchupReader(store, this.catchups, (pass) => {
+      this.metrics.mailboxPasses++;
+      log("debug", "shared mailbox read", { users: pass.users, read: pass.read, ms: Math.round(pass.ms) });
+    });
     this.flushTimer = setInterval(() => this.flushCursors(), store.config.cursorFlushMs);
   }
 
@@ -488,6 +494,7 @@ export class Gateway {
         this.advance(entry, seq, this.fanOut(entry, data, hint, seq, prev));
       },
       ready: () => this.writable(entry.conns),
+      backedUp: () => this.backedUp(entry.conns),
       get held() {
         return entry.held;
       },
@@ -497,13 +504,20 @@ export class Gateway {
     };
     return this.withRetry("catch-up", svcUser, () => this.users.get(entry.key) !== entry, async (gone) => {
       if (entry.lastSeq < 0) {
-        const cursor = await this.mailbox!.loadCursor(svcUser);
+        await this.catchups.acquire();
+        let cursor: number;
+        try {
+          cursor = await this.mailbox!.loadCursor(svcUser);
+        } finally {
+          this.catchups.release();
+        }
+        if (gone()) return;
         // Live messages held since this node subscribed are new to its sockets, even when
         // another node serving the same user already moved the shared cursor past them.
         const first = entry.held?.[0];
         entry.lastSeq = entry.safeSeq = first && first.prev < cursor ? first.prev : cursor;
       }
-      const read = await replay(this.mailbox!, svcUser, target, gone);
+      const read = await this.reader.read(svcUser, target, gone);
       if (read < 0) return;
       this.metrics.mailboxBacklogDelivered += read;
       this.metrics.mailboxCatchups++;
@@ -541,20 +555,20 @@ export class Gateway {
         conn.held = h;
       },
       ready: () => this.writable([conn]),
+      backedUp: () => this.backedUp([conn]),
     };
     const svcUser = this.svcUser(entry);
     void this.withRetry("resume", svcUser, () => conn.user !== entry || conn.refuse !== null, async (gone) => {
-      const read = await replay(this.mailbox!, svcUser, target, gone);
+      const read = await this.reader.read(svcUser, target, gone);
       if (read > 0) this.metrics.mailboxBacklogDelivered += read;
     });
   }
 
   /**
-   * Runs one stream read under the catch-up limit; on failure (NATS away, the JetStream
-   * API overloaded) live messages stay held and it is retried with backoff.
+   * Runs one stream read (its API calls go through the catch-up limit); on failure (NATS
+   * away, the JetStream API overloaded) live messages stay held and it is retried with backoff.
    */
   private async withRetry(what: string, svcUser: string, gone: () => boolean, run: (gone: () => boolean) => Promise<void>, attempt = 0): Promise<void> {
-    await this.catchups.acquire();
     try {
       if (!gone()) await run(gone);
     } catch (err) {
@@ -565,11 +579,10 @@ export class Gateway {
         if (!gone()) void this.withRetry(what, svcUser, gone, run, attempt + 1);
       }, wait);
     } finally {
-      this.catchups.release();
       // A reconnect storm leaves megabytes of spent JetStream replies that the runtime's
       // collector, judging by its own heap growth, may leave in place for a long time
       // (measured: 12.6 KB per user settled against 3 KB after a collection at 19k users).
-      if (++this.catchupsSinceGc >= GC_AFTER_CATCHUPS && this.catchups.idle()) {
+      if (++this.catchupsSinceGc >= GC_AFTER_CATCHUPS && this.reader.idle()) {
         this.catchupsSinceGc = 0;
         if (this.transport.collectGarbage) {
           const t0 = performance.now();
@@ -586,13 +599,18 @@ export class Gateway {
    * the slow-consumer rule decides).
    */
   private async writable(conns: Conn[]): Promise<void> {
-    const t = this.transport;
-    if (!t.buffered) return;
-    const half = this.config.maxBufferedBytes / 2;
     for (let i = 0; i < 3_000; i++) {
-      if (!conns.some((c) => !c.refuse && t.buffered!(c.ws) > half)) return;
+      if (!this.backedUp(conns)) return;
       await new Promise((r) => setTimeout(r, 10));
     }
+  }
+
+  /** Some open socket holds more than half the outbound limit. */
+  private backedUp(conns: Conn[]): boolean {
+    const t = this.transport;
+    if (!t.buffered) return false;
+    const half = this.config.maxBufferedBytes / 2;
+    return conns.some((c) => !c.refuse && t.buffered!(c.ws) > half);
   }
 
   /** `<svc>.<user>` of a user, from the subject this node watches. */

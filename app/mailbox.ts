@@ -5,17 +5,20 @@
 //  - catch-up and gap healing read one user's messages with direct gets by subject;
 //  - how far delivery got is kept per user on `<prefix>.cursor.<svc>.<user>` in a
 //    second stream holding one message per subject (a KV bucket in all but name).
-import { jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { DeliverPolicy, jetstream, type JetStreamClient, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import type { MsgHdrs, NatsConnection } from "@nats-io/transport-node";
 import type { MailboxConfig } from "./config.ts";
 import type { Subjects } from "./subjects.ts";
 
 const NS_PER_S = 1_000_000_000;
 /** JetStream API call timeout: a reconnect storm must fail fast and retry, not pile up. */
 const API_TIMEOUT_MS = 5_000;
+/** A shared read that gets no message for this long is abandoned and retried. */
+const SCAN_STALL_MS = 5_000;
 
 export class MailboxStore {
   private jsm: JetStreamManager | null = null;
+  private js: JetStreamClient | null = null;
   private nc: NatsConnection | null = null;
   readonly cursorStream: string;
 
@@ -59,6 +62,7 @@ export class MailboxStore {
       allow_direct: true,
     });
     this.jsm = jsm;
+    this.js = jetstream(nc, { timeout: API_TIMEOUT_MS });
     this.nc = nc;
   }
 
@@ -78,6 +82,56 @@ export class MailboxStore {
   /** The user's first kept message at or after `fromSeq`, or null when there is none. */
   next(svcUser: string, fromSeq: number): Promise<StoredMsg | null> {
     return this.api().direct.getMessage(this.config.stream, { seq: fromSeq, next_by_subj: this.subjects.recvAll.slice(0, -1) + svcUser });
+  }
+
+  /** First and last sequence the stream holds now. */
+  async bounds(): Promise<{ first: number; last: number }> {
+    const { state } = await this.api().streams.info(this.config.stream);
+    return { first: state.first_seq, last: state.last_seq };
+  }
+
+  /**
+   * Reads every kept message from `from` to `to` in order through a short-lived ordered
+   * consumer (deleted afterwards), handing each to `each` with its `<svc>.<user>`.
+   * Returns how many were read.
+   */
+  async scan(from: number, to: number, each: (svcUser: string, data: Uint8Array, headers: MsgHdrs | undefined, seq: number) => void): Promise<number> {
+    if (!this.js) throw new Error("mailbox streams are not ready");
+    const prefix = this.subjects.recvAll.length - 1;
+    const consumer = await this.js.consumers.get(this.config.stream, {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: from,
+      inactive_threshold: 30_000,
+    });
+    let read = 0;
+    let stalled = false;
+    try {
+      const messages = await consumer.consume({ max_messages: 1_000, expires: SCAN_STALL_MS });
+      // Messages removed by the limits after the bounds were taken never come: stop on silence.
+      let progress = 0;
+      const watchdog = setInterval(() => {
+        if (progress === read) {
+          stalled = true;
+          messages.stop();
+        }
+        progress = read;
+      }, SCAN_STALL_MS);
+      try {
+        for await (const m of messages) {
+          if (m.seq > to) break;
+          read++;
+          each(m.subject.slice(prefix), m.data, m.headers, m.seq);
+          if (m.seq === to || m.info.pending === 0) break;
+        }
+      } finally {
+        clearInterval(watchdog);
+        messages.stop();
+      }
+    } finally {
+      consumer.delete().catch(() => {});
+    }
+    if (stalled) throw new Error(`stream read stalled after ${read} messages (from ${from} to ${to})`);
+    return read;
   }
 
   private api(): JetStreamManager {

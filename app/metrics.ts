@@ -50,6 +50,7 @@ export class Metrics {
   mailboxCatchups = 0;
   mailboxCatchupSeconds = 0;
   mailboxCatchupErrors = 0;
+  mailboxPasses = 0;
   mailboxGaps = 0;
   mailboxDuplicates = 0;
   /** security and abuse limits (issue 4) */
@@ -99,6 +100,7 @@ export class Metrics {
       `wsgate_mailbox_catchup_seconds_sum ${this.mailboxCatchupSeconds}`,
       `wsgate_mailbox_catchup_seconds_count ${this.mailboxCatchups}`,
     );
+    put("wsgate_mailbox_shared_reads_total", "counter", "Ordered reads of the stream shared by many catch-ups at once (reconnect storms).", this.mailboxPasses);
     put("wsgate_mailbox_catchup_errors_total", "counter", "Catch-ups that failed and were retried.", this.mailboxCatchupErrors);
     put("wsgate_mailbox_gaps_healed_total", "counter", "Breaks in a user's live sequence chain healed from the stream.", this.mailboxGaps);
     put("wsgate_mailbox_duplicates_skipped_total", "counter", "Live messages already delivered from the stream, not sent again.", this.mailboxDuplicates);

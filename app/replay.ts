@@ -19,6 +19,8 @@ export interface ReplayTarget {
   held: Held[] | null;
   /** resolves when the target's sockets can take more (a backlog must not overrun their buffers) */
   ready(): Promise<void>;
+  /** the target's sockets hold more than they should take from a backlog right now */
+  backedUp(): boolean;
 }
 
 /**
@@ -26,15 +28,18 @@ export interface ReplayTarget {
  * is unbroken. A break (a held message whose previous sequence is past the floor) means
  * the stream has something the live path skipped: read it again. A break that a fresh
  * read cannot fill is a message the limits already dropped, and is accepted.
+ * `scanned`: the stream is already read for this target up to that sequence (a shared pass),
+ * so the first read is skipped and later ones start past it.
  * Returns the number of messages read from the stream, or -1 when `gone()` turned true.
  */
-export async function replay(store: MailboxStore, svcUser: string, t: ReplayTarget, gone: () => boolean): Promise<number> {
+export async function replay(store: MailboxStore, svcUser: string, t: ReplayTarget, gone: () => boolean, scanned = 0): Promise<number> {
   let read = 0;
   for (let pass = 0; ; pass++) {
     const start = t.floor();
     for (;;) {
+      if (pass === 0 && scanned > 0) break;
       await t.ready();
-      const m = await store.next(svcUser, t.floor() + 1);
+      const m = await store.next(svcUser, Math.max(t.floor(), scanned) + 1);
       if (gone()) return -1;
       if (!m || m.seq <= t.floor()) break;
       t.send(m.data, parseFrameHint(m.header?.get(HEADER.frame)), m.seq, m.seq);

@@ -67,6 +67,28 @@ for (const runtime of RUNTIMES) {
       c.close();
     });
 
+    test("a crowd coming back at once shares reads of the stream and each gets exactly what it missed", async () => {
+      const N = 150;
+      const users = Array.from({ length: N }, (_, i) => `crowd${i}`);
+      // Each has been here before and has a cursor.
+      let clients = await Promise.all(users.map((u) => bunClient(gw.ws, { Cookie: cookie(svc, u) })));
+      users.forEach((u) => pub(u, "seen"));
+      await Promise.all(clients.map((c) => c.waitFor(1)));
+      clients.forEach((c) => c.close());
+      await Promise.all(clients.map((c) => c.closed));
+      await waitFor("all released", async () => (await nats.subsOf(gw.nodeId)).every((s) => !s.includes(`.${svc}.crowd`)), 15_000);
+      // Interleaved backlogs, as a service notifying many users over time leaves them.
+      for (let i = 0; i < 10; i++) for (const u of users) pub(u, `m${i}`);
+      await nc.flush();
+      const passesBefore = await gw.metric("wsgate_mailbox_shared_reads_total");
+      clients = await Promise.all(users.map((u) => bunClient(gw.ws, { Cookie: cookie(svc, u) })));
+      for (const u of users) pub(u, "m10"); // live, racing the catch-ups
+      await Promise.all(clients.map((c, i) => settle(c, users[i])));
+      for (const c of clients) expect(texts(c)).toEqual(range(0, 11));
+      expect(await gw.metric("wsgate_mailbox_shared_reads_total")).toBeGreaterThan(passesBefore);
+      clients.forEach((c) => c.close());
+    }, 60_000);
+
     test("two nodes with the same user: each connection gets each message once", async () => {
       const other = await startGateway(runtime, { env: { NATS_URL: nats.url, ...MAILBOX_ENV } });
       try {

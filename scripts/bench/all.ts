@@ -8,8 +8,7 @@
 //   node-memory     idle memory on Node-uWS vs a bare uWS.js server (--node-conns 10000, --node-repeat 1)
 //   mailbox-steady  per-user steady cost, mailbox on vs off (--steady-users 19000)
 //   mailbox-storm   reconnect storm of users with a mailbox backlog vs the same storm with the
-//                   mailbox off (--storm-users 2000, --storm-backlog 20; issue 3 asks for 10,000:
-//                   --storm-users 10000 takes ~5 minutes on this box, see mailbox-storm.ts)
+//                   mailbox off (--storm-users 10000, --storm-backlog 20)
 //   setup           upgrades per second and a reconnect storm vs bare Bun.serve (--setup-conns 10000)
 //   inbound         clients → NATS vs a bare Bun server publishing to NATS (--inbound-conns 1000, --inbound-duration 5)
 //   workers         WSGATE_WORKERS total memory per connection vs bare Bun.serve × N (--workers-conns 100000,
@@ -46,7 +45,7 @@ const { values: v } = parseArgs({
     "node-conns": { type: "string", default: "10000" },
     "node-repeat": { type: "string", default: "1" },
     "steady-users": { type: "string", default: "19000" },
-    "storm-users": { type: "string", default: "2000" },
+    "storm-users": { type: "string", default: "10000" },
     "storm-backlog": { type: "string", default: "20" },
     "storm-timeout": { type: "string", default: "900" },
     "setup-conns": { type: "string", default: "10000" },
@@ -121,7 +120,7 @@ await step("node-memory", () => {
 await step("mailbox-steady", () => runMailboxSteady({ users: argInt(v["steady-users"], "steady-users", 1, 19_500, 19_000), repeat: 1, workers: 2, targets: [...STEADY_TARGETS] }));
 await step("mailbox-storm", () =>
   runMailboxStorm({
-    users: argInt(v["storm-users"], "storm-users", 1, 19_000, 2000),
+    users: argInt(v["storm-users"], "storm-users", 1, 19_000, 10_000),
     backlog: argInt(v["storm-backlog"], "storm-backlog", 1, 1000, 20),
     size: 64,
     workers: 2,

@@ -29,15 +29,13 @@
 // --timeout S (default 900) bounds the wait for every backlog; past it the row says how many
 // users had theirs.
 //
-// Cost on nats-server 2.9.10: the gateway reads a backlog with one direct get by subject per
-// message (next_by_subj from the user's last sequence). The server finds the next message of a
-// subject by scanning the stream from that sequence, so each get costs in proportion to how many
-// other users' messages lie between two of this user's: with backlogs published round-robin
-// (the realistic case: a service notifies many users over time) the whole storm grows with the
-// square of the users. Measured here: 2,000 users × 20 ~15 s, 5,000 ~67 s, 10,000 ~4 minutes.
-// So `npm run bench` runs 2,000 users; issue 3's 10,000 is --users 10000.
+// Cost on nats-server 2.9.10: reading one user's next message by subject (a direct get with
+// next_by_subj) makes the server scan past every other user's messages in between, about 1 ms a
+// get with 10,000 users' backlogs interleaved: per-user reads made this storm take ~4 minutes.
+// The gateway now shares one ordered read of the stream among the users that wait at once
+// (app/catchup.ts); the gateway's debug log (WSGATE_LOG_LEVEL=debug) shows each shared read.
 //
-//   bun scripts/bench/mailbox-storm.ts [--users 2000] [--backlog 20] [--size 64] [--concurrency 1000] [--timeout 900]
+//   bun scripts/bench/mailbox-storm.ts [--users 10000] [--backlog 20] [--size 64] [--concurrency 1000] [--timeout 900]
 import { parseArgs } from "node:util";
 import {
   argInt, fmt, installCleanup, Loadgen, log, machineBusySeconds, MiB, publishToUsers, ratio, ResourceWatch, rssBytes, runDir,
@@ -96,7 +94,7 @@ async function once(t: Target, o: StormOptions): Promise<StormRun> {
   const nats = await startNats();
   let gw: Server | null = null;
   try {
-    gw = await startGateway(`storm-${t}`, nats.url, mailbox ? {} : { WSGATE_MAILBOX: "off" });
+    gw = await startGateway(`storm-${t}`, nats.url, mailbox ? { WSGATE_LOG_LEVEL: process.env.WSGATE_LOG_LEVEL ?? "info" } : { WSGATE_MAILBOX: "off" });
     const lgArgs = (extra: string[]) => [
       "--url", gw!.wsUrl, "-n", String(o.users), "-w", String(o.workers), "--mode", "recv", "--svc", SVC, "--concurrency", String(o.concurrency), "-q", ...extra,
     ];
@@ -258,7 +256,7 @@ if (import.meta.main) {
   const { values: v } = parseArgs({
     args: Bun.argv.slice(2),
     options: {
-      users: { type: "string", default: "2000" },
+      users: { type: "string", default: "10000" },
       backlog: { type: "string", default: "20" },
       size: { type: "string", default: "64" },
       workers: { type: "string", default: "2" },
@@ -271,7 +269,7 @@ if (import.meta.main) {
   for (const t of targets) if (!STORM_TARGETS.includes(t)) throw new Error(`unknown target ${t}; known: ${STORM_TARGETS.join(", ")}`);
   const t0 = Date.now();
   await runMailboxStorm({
-    users: argInt(v.users, "users", 1, 19_000, 2000),
+    users: argInt(v.users, "users", 1, 19_000, 10_000),
     backlog: argInt(v.backlog, "backlog", 1, 1000, 20),
     size: argInt(v.size, "size", 8, 65536, 64),
     workers: argInt(v.workers, "workers", 1, 16, 2),
