@@ -9,10 +9,13 @@ import { DeliverPolicy, jetstream, type JetStreamClient, jetstreamManager, type 
 import type { MsgHdrs, NatsConnection } from "@nats-io/transport-node";
 import type { MailboxConfig } from "./config.ts";
 import type { Subjects } from "./subjects.ts";
+import { log } from "./log.ts";
 
 const NS_PER_S = 1_000_000_000;
 /** JetStream API call timeout: a reconnect storm must fail fast and retry, not pile up. */
 const API_TIMEOUT_MS = 5_000;
+/** How long after a mailbox stream's deletion it is made again. */
+const RECREATE_DELAY_MS = 1_000;
 /** A shared read that gets no message for this long is abandoned and retried. */
 const SCAN_STALL_MS = 5_000;
 
@@ -20,6 +23,8 @@ export class MailboxStore {
   private jsm: JetStreamManager | null = null;
   private js: JetStreamClient | null = null;
   private nc: NatsConnection | null = null;
+  /** the connection the stream-deletion advisories are watched on */
+  private watching: NatsConnection | null = null;
   readonly cursorStream: string;
 
   constructor(
@@ -35,7 +40,7 @@ export class MailboxStore {
       throw new Error(`JetStream is not available on this NATS server (start nats-server with -js, or set WSGATE_MAILBOX=off): ${err}`);
     });
     const c = this.config;
-    await upsert(jsm, {
+    await ensureMailbox(jsm, this.subjects.mailboxStarting(c.stream), {
       name: c.stream,
       subjects: [this.subjects.recvAll],
       retention: "limits",
@@ -64,6 +69,31 @@ export class MailboxStore {
     this.jsm = jsm;
     this.js = jetstream(nc, { timeout: API_TIMEOUT_MS });
     this.nc = nc;
+    if (this.watching !== nc) {
+      this.watching = nc;
+      // Without the stream nothing is kept and nothing reaches users live (live is its
+      // republish): a deleted stream is made again at once, not at the next restart.
+      for (const name of [c.stream, this.cursorStream]) {
+        nc.subscribe(`$JS.EVENT.ADVISORY.STREAM.DELETED.${name}`, { callback: () => void this.recreate(nc, name) });
+      }
+    }
+  }
+
+  private async recreate(nc: NatsConnection, name: string) {
+    log("warn", "mailbox stream was deleted; creating it again", { stream: name });
+    // nats-server 2.9 may still be removing the old stream's files: a stream of the same
+    // name made at once lost or could not read back some of its first messages (measured).
+    await new Promise((r) => setTimeout(r, RECREATE_DELAY_MS));
+    for (let wait = 250; !nc.isClosed(); wait = Math.min(wait * 2, 5_000)) {
+      try {
+        await this.attach(nc);
+        log("info", "mailbox stream created again", { stream: name });
+        return;
+      } catch (err) {
+        log("error", "mailbox stream could not be created again; retrying", { stream: name, retryInMs: wait, error: String(err) });
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
   }
 
   /** Last stream sequence delivered to the user, 0 when none was recorded. */
@@ -138,6 +168,33 @@ export class MailboxStore {
     if (!this.jsm) throw new Error("mailbox streams are not ready");
     return this.jsm;
   }
+}
+
+/**
+ * Creates the mailbox stream or updates it. A new stream starts its sequence at the
+ * microsecond it was created, above any sequence an earlier stream of that name gave out
+ * (short of one storing over a million messages a second for its whole life): clients and
+ * cursors that still hold such a sequence get everything the new stream keeps, instead of
+ * skipping its first messages as already seen. The stream is created on a placeholder
+ * subject so nothing is stored before its sequence is set; a node that dies in between
+ * leaves it in that state, and the next one finishes the job.
+ */
+async function ensureMailbox(jsm: JetStreamManager, placeholder: string, cfg: Record<string, unknown> & { name: string; subjects: string[] }) {
+  let info = await jsm.streams.info(cfg.name).catch(() => null);
+  if (!info) info = await jsm.streams.add({ ...cfg, subjects: [placeholder] } as never);
+  if (!info.config.subjects?.includes(cfg.subjects[0]) && info.state.last_seq === 0) {
+    // Nodes racing here all derive the same start from the stream's creation time.
+    await jsm.streams.purge(cfg.name, { seq: createdMicros(info.created) });
+  }
+  await jsm.streams.update(cfg.name, cfg as never);
+}
+
+/** The stream's creation time (RFC 3339 with nanoseconds) in microseconds since the epoch. */
+export function createdMicros(created: string): number {
+  const m = /^(.*?)(?:\.(\d+))?Z$/.exec(created);
+  const ms = m ? Date.parse(`${m[1]}Z`) : NaN;
+  if (!Number.isFinite(ms) || ms <= 0) throw new Error(`mailbox stream has an unreadable creation time: ${created}`);
+  return ms * 1000 + Number((m![2] ?? "").padEnd(6, "0").slice(0, 6));
 }
 
 async function upsert(jsm: JetStreamManager, cfg: Record<string, unknown>) {

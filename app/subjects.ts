@@ -15,6 +15,8 @@ export type Subjects = {
   req(svc: string, user: string): string;
   /** client → service calls (wsgate.v1) */
   call(svc: string, method: string): string;
+  /** what a mailbox stream captures while it is being created: inside recv (its republish source) but no user's (`$` is not a valid id) */
+  mailboxStarting(stream: string): string;
   /** every subject the mailbox stream captures */
   recvAll: string;
   liveAll: string;
@@ -33,6 +35,7 @@ export function subjects(prefix: string): Subjects {
     cursor: (svc, user) => cursor + svc + "." + user,
     req: (svc, user) => `${prefix}.req.${svc}.${user}`,
     call: (svc, method) => `${prefix}.call.${svc}.${method}`,
+    mailboxStarting: (stream) => `${recv}$starting.${stream}`,
     recvAll: recv + ">",
     liveAll: live + ">",
     cursorAll: cursor + ">",

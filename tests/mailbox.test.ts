@@ -273,5 +273,47 @@ for (const runtime of RUNTIMES) {
         await stopNatsAndClean(own);
       }
     });
+
+    test("a deleted mailbox stream is made again, with sequences above the old ones: no user skips its new messages", async () => {
+      const own = await startNats({ jetstream: true });
+      const onc = await connect({ servers: own.url });
+      const g = await startGateway(runtime, { env: { NATS_URL: own.url, ...MAILBOX_ENV } });
+      const opub = (user: string, data: string) => onc.publish(`ws.recv.${svc}.${user}`, data);
+      try {
+        const jsm = await jetstreamManager(onc);
+        const before = (await jsm.streams.info("WSGATE")).created;
+        // A user with a cursor far into the old stream, and one who stays connected throughout.
+        let gone = await bunClient(g.ws, { Cookie: cookie(svc, "away") });
+        const stays = await bunClient(g.ws, { Cookie: cookie(svc, "stays") });
+        for (let i = 0; i < 30; i++) opub("away", `old${i}`);
+        await gone.waitFor(30);
+        gone.close();
+        await gone.closed;
+        await waitFor("cursor saved", async () => (await jsm.direct.getMessage("WSGATE_CURSORS", { last_by_subj: `ws.cursor.${svc}.away` })) !== null);
+
+        await jsm.streams.delete("WSGATE");
+        const info = await waitFor("stream made again", async () => {
+          const i = await jsm.streams.info("WSGATE").catch(() => null);
+          return i && i.created !== before && i.config.subjects.includes("ws.recv.>") ? i : null;
+        });
+        expect(info.state.first_seq).toBeGreaterThan(1_000_000);
+
+        for (let i = 0; i < 5; i++) opub("away", `new${i}`);
+        opub("stays", "live-after");
+        await onc.flush();
+        await stays.waitFor(1);
+        expect(texts(stays)).toEqual(["live-after"]);
+        gone = await bunClient(g.ws, { Cookie: cookie(svc, "away") });
+        await gone.waitFor(5);
+        expect(texts(gone)).toEqual(range(0, 5, "new"));
+        expect(g.output()).toContain("mailbox stream was deleted; creating it again");
+        gone.close();
+        stays.close();
+      } finally {
+        await g.stop("SIGKILL");
+        await onc.close();
+        await stopNatsAndClean(own);
+      }
+    }, 30_000);
   });
 }
