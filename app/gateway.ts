@@ -39,36 +39,102 @@ export interface Transport<WS = any> {
   collectGarbage?(): void;
 }
 
-/** The one small plain object each socket carries. */
-export type Conn = {
-  id: number;
-  ws: unknown;
-  user: UserEntry | null;
+/**
+ * The one small object each socket carries. Idle sockets are most of what a gateway holds,
+ * so it keeps only what an idle socket needs; the rest (a number and a rate budget from the
+ * first frame, a close reason, envelope state) lives in a side object made on first write.
+ * The accessors keep one flat set of names for the rest of the code.
+ */
+export class Conn {
+  ws: unknown = null;
+  user: UserEntry | null = null;
   /** identity between the upgrade decision and open */
   pending: Identity | null;
-  /** why the socket is being closed (or is to be closed right after it opens, node full); nothing more is sent */
-  refuse: CloseCode | null;
-  /** message-rate token bucket (limits.ts): frames left, and the gateway second they were counted at */
-  budget: number;
-  budgetAt: number;
   /** gateway second of the next time-driven close (token expiry, close grace); 0 = none (deadlines.ts) */
-  deadline: number;
+  deadline = 0;
   /** index in that second's bucket; -1 = none */
-  slot: number;
+  slot = -1;
+  private more: ConnMore | null = null;
+
+  constructor(pending: Identity | null) {
+    this.pending = pending;
+  }
+
+  private side(): ConnMore {
+    return (this.more ??= { ...FRESH });
+  }
+
+  /** Per node, told to services in Ws-Conn: given on first use, since an idle socket never needs one. */
+  get id(): number {
+    const m = this.side();
+    if (m.id === 0) m.id = nextConnId++;
+    return m.id;
+  }
+  /** why the socket is being closed (or is to be closed right after it opens, node full); nothing more is sent */
+  get refuse(): CloseCode | null {
+    return (this.more ?? FRESH).refuse;
+  }
+  set refuse(v: CloseCode | null) {
+    this.side().refuse = v;
+  }
   /** the client chose the wsgate.v1 envelope (subprotocol) */
-  envelope: boolean;
+  get envelope(): boolean {
+    return (this.more ?? FRESH).envelope;
+  }
+  set envelope(v: boolean) {
+    this.side().envelope = v;
+  }
+  /** message-rate token bucket (limits.ts): frames left, and the gateway second they were counted at */
+  get budget(): number {
+    return (this.more ?? FRESH).budget;
+  }
+  set budget(v: number) {
+    this.side().budget = v;
+  }
+  get budgetAt(): number {
+    return (this.more ?? FRESH).budgetAt;
+  }
+  set budgetAt(v: number) {
+    this.side().budgetAt = v;
+  }
+  /** `<prefix>.send.<svc>.<user>`, made on the first frame: idle sockets never need it */
+  get send(): string | null {
+    return (this.more ?? FRESH).send;
+  }
+  set send(v: string | null) {
+    this.side().send = v;
+  }
   /** envelope + mailbox: last stream sequence sent on this socket, the resume floor */
-  seq: number;
+  get seq(): number {
+    return (this.more ?? FRESH).seq;
+  }
+  set seq(v: number) {
+    this.side().seq = v;
+  }
   /** envelope + mailbox: messages held until the client says where to resume; null when live */
-  held: Held[] | null;
-};
+  get held(): Held[] | null {
+    return (this.more ?? FRESH).held;
+  }
+  set held(v: Held[] | null) {
+    this.side().held = v;
+  }
+}
+
+type ConnMore = { id: number; refuse: CloseCode | null; envelope: boolean; budget: number; budgetAt: number; send: string | null; seq: number; held: Held[] | null };
+
+/**
+ * A socket's side fields before it has any. A socket that never sent a frame has its whole
+ * burst: takeMessage refills from `budgetAt` -1 and caps at the burst.
+ */
+const FRESH: Readonly<ConnMore> = Object.freeze({ id: 0, refuse: null, envelope: false, budget: Infinity, budgetAt: -1, send: null, seq: 0, held: null });
+
+let nextConnId = 1;
 
 type UserEntry = {
   /** the subject this node watches for the user (recv, or live with the mailbox); the map key */
   key: string;
-  /** `<prefix>.send.<svc>.<user>`, made on the user's first frame: idle users never need it */
-  send: string | null;
-  conns: Conn[];
+  /** the user's sockets on this node: most users hold one, kept inline; an array from the second (connCount, connAt, connsOf) */
+  conns: Conn | Conn[];
   handle: unknown;
   /** mailbox: last stream sequence delivered to this user's sockets here; -1 until the cursor is read */
   lastSeq: number;
@@ -78,6 +144,47 @@ type UserEntry = {
   held: Held[] | null;
 };
 
+/** A user's sockets are read through these three, whether one is held inline or several in an array. */
+function connCount(entry: UserEntry): number {
+  const c = entry.conns;
+  return c instanceof Conn ? 1 : c.length;
+}
+
+function connAt(entry: UserEntry, i: number): Conn {
+  const c = entry.conns;
+  return c instanceof Conn ? c : c[i];
+}
+
+/** A copy: safe to iterate while sockets come and go. */
+function connsOf(entry: UserEntry): Conn[] {
+  const c = entry.conns;
+  return c instanceof Conn ? [c] : c.slice();
+}
+
+function addConn(entry: UserEntry, conn: Conn) {
+  const c = entry.conns;
+  if (c instanceof Conn) entry.conns = [c, conn];
+  else c.push(conn);
+}
+
+/** Returns how many sockets the user still has here. */
+function removeConn(entry: UserEntry, conn: Conn): number {
+  const c = entry.conns;
+  if (c instanceof Conn) {
+    if (c !== conn) return 1;
+    entry.conns = NO_CONNS; // code still holding the entry (a catch-up finishing) sees no socket
+    return 0;
+  }
+  const i = c.indexOf(conn);
+  if (i >= 0) {
+    c[i] = c[c.length - 1];
+    c.pop();
+  }
+  if (c.length === 1) entry.conns = c[0];
+  return c.length;
+}
+
+const NO_CONNS = Object.freeze([]) as unknown as Conn[];
 
 /** How long an envelope socket's messages wait for its resume frame before flowing anyway. */
 const RESUME_WAIT_MS = 2_000;
@@ -105,7 +212,6 @@ export class Gateway {
   /** length of what precedes `<svc>.<user>` in a watched subject (recv, or live with the mailbox) */
   private keyPrefixLength: number;
   private users = new Map<string, UserEntry>();
-  private nextConnId = 1;
   private draining = false;
   private everConnected = false;
   broker!: Broker;
@@ -209,24 +315,13 @@ export class Gateway {
       return { status: 503, reason: "broker_down", error: "broker not connected yet; retry shortly" };
     }
     const max = this.config.maxConnsPerUser;
-    if (max > 0 && (this.users.get(this.keyOf(identity))?.conns.length ?? 0) >= max) {
+    const known = max > 0 ? this.users.get(this.keyOf(identity)) : undefined;
+    if (known && connCount(known) >= max) {
       this.metrics.refused.user_full++;
       return { status: 429, reason: "user_full", error: `this user already holds ${max} connections on this node (WSGATE_MAX_CONNS_PER_USER)` };
     }
-    const conn: Conn = {
-      id: this.nextConnId++,
-      ws: null,
-      user: null,
-      pending: identity,
-      refuse: null,
-      budget: this.config.msgBurst,
-      budgetAt: 0,
-      deadline: 0,
-      slot: -1,
-      envelope,
-      seq: 0,
-      held: null,
-    };
+    const conn = new Conn(identity);
+    if (envelope) conn.envelope = true;
     const fdCap = this.metrics.openFilesLimit > 0 ? this.metrics.openFilesLimit - FD_RESERVE : Infinity;
     if (this.metrics.connections >= this.config.maxConnections) {
       this.metrics.refused.node_full++;
@@ -251,13 +346,13 @@ export class Gateway {
     const key = this.keyOf(id);
     let entry = this.users.get(key);
     // Upgrades of one user that were admitted together can still overshoot the cap.
-    if (entry && this.config.maxConnsPerUser > 0 && entry.conns.length >= this.config.maxConnsPerUser) {
+    if (entry && this.config.maxConnsPerUser > 0 && connCount(entry) >= this.config.maxConnsPerUser) {
       this.metrics.refused.user_full++;
       this.transport.close(ws, CLOSE.USER_FULL.code, CLOSE.USER_FULL.reason);
       return;
     }
     if (!entry) {
-      entry = { key, send: null, conns: [], handle: null, lastSeq: -1, safeSeq: 0, held: null };
+      entry = { key, conns: conn, handle: null, lastSeq: -1, safeSeq: 0, held: null };
       // Interest first, then the backlog: a message stored after this point arrives live
       // (and is held until the backlog is out), one stored before is in the stream.
       entry.handle = this.broker.watch(key);
@@ -267,15 +362,17 @@ export class Gateway {
         entry.held = [];
         void this.catchUp(entry);
       }
-    } else if (entry.handle === RELEASED) {
-      entry.handle = this.broker.watch(key);
-      // Live messages went unwatched while every socket was closing: the stream has them.
-      if (this.mailbox && !entry.held) {
-        entry.held = [];
-        void this.catchUp(entry);
+    } else {
+      addConn(entry, conn);
+      if (entry.handle === RELEASED) {
+        entry.handle = this.broker.watch(key);
+        // Live messages went unwatched while every socket was closing: the stream has them.
+        if (this.mailbox && !entry.held) {
+          entry.held = [];
+          void this.catchUp(entry);
+        }
       }
     }
-    entry.conns.push(conn);
     conn.user = entry;
     if (conn.envelope) this.rpc.opened(conn);
     if (conn.envelope && this.mailbox) {
@@ -285,7 +382,6 @@ export class Gateway {
       this.awaitingResume.set(conn, Date.now());
       this.resumeSweep ??= setInterval(() => this.sweepResumes(), RESUME_WAIT_MS / 2);
     }
-    conn.budgetAt = this.deadlines.now();
     if (id.exp !== undefined) this.deadlines.set(conn, this.deadlines.fromEpoch(id.exp + this.config.jwtLeewayS));
     this.metrics.connections++;
     this.metrics.upgrades++;
@@ -310,13 +406,7 @@ export class Gateway {
     if (conn.envelope) this.rpc.closed(conn, this.svcUser(entry));
     conn.user = null;
     this.metrics.connections--;
-    const conns = entry.conns;
-    const i = conns.indexOf(conn);
-    if (i >= 0) {
-      conns[i] = conns[conns.length - 1];
-      conns.pop();
-    }
-    if (conns.length === 0) {
+    if (removeConn(entry, conn) === 0) {
       this.users.delete(entry.key);
       this.metrics.users--;
       if (entry.handle !== RELEASED) this.broker.unwatch(entry.handle);
@@ -343,7 +433,7 @@ export class Gateway {
     this.metrics.bytesIn += bytes.length;
     if (conn.envelope) return this.rpc.frame(conn, data, binary);
     try {
-      this.broker.publish(this.sendSubject(entry), bytes, {
+      this.broker.publish(this.sendSubject(conn), bytes, {
         [HEADER.conn]: String(conn.id),
         [HEADER.node]: this.config.nodeId,
         [HEADER.frame]: binary ? "binary" : "text",
@@ -387,11 +477,10 @@ export class Gateway {
     const text = hint !== "binary" && isUtf8(data);
     const payload = text && this.transport.textAsString ? decoder.decode(data) : data;
     let framed: string | null = null; // the envelope frame, built once for all envelope sockets
-    const conns = entry.conns;
     const m = this.metrics;
     const maxBuffered = this.config.maxBufferedBytes;
-    for (let i = 0; i < conns.length; i++) {
-      const conn = conns[i];
+    for (let i = 0; i < connCount(entry); i++) {
+      const conn = connAt(entry, i);
       if (conn.refuse) {
         m.dropped++; // closing with a code the client sees; nothing more goes out
         flushed = false;
@@ -449,7 +538,7 @@ export class Gateway {
     // Nothing more goes to closing sockets: when all of a user's are closing, stop the
     // broker sending (a firehose at a slow consumer would otherwise be read and dropped
     // here for the whole grace period).
-    if (entry.handle !== RELEASED && entry.conns.every((c) => c.refuse)) {
+    if (entry.handle !== RELEASED && connsOf(entry).every((c) => c.refuse)) {
       this.broker.unwatch(entry.handle);
       entry.handle = RELEASED;
     }
@@ -493,7 +582,7 @@ export class Gateway {
       send: (data, hint, seq, prev) => {
         this.advance(entry, seq, this.fanOut(entry, data, hint, seq, prev));
       },
-      ready: () => this.writable(entry.conns),
+      ready: () => this.writable(() => entry.conns),
       backedUp: () => this.backedUp(entry.conns),
       get held() {
         return entry.held;
@@ -554,8 +643,8 @@ export class Gateway {
       set held(h) {
         conn.held = h;
       },
-      ready: () => this.writable([conn]),
-      backedUp: () => this.backedUp([conn]),
+      ready: () => this.writable(() => conn),
+      backedUp: () => this.backedUp(conn),
     };
     const svcUser = this.svcUser(entry);
     void this.withRetry("resume", svcUser, () => conn.user !== entry || conn.refuse !== null, async (gone) => {
@@ -598,19 +687,20 @@ export class Gateway {
    * waits while any of them holds more than half the outbound limit (bounded: after ~30 s
    * the slow-consumer rule decides).
    */
-  private async writable(conns: Conn[]): Promise<void> {
+  private async writable(conns: () => Conn | Conn[]): Promise<void> {
     for (let i = 0; i < 3_000; i++) {
-      if (!this.backedUp(conns)) return;
+      if (!this.backedUp(conns())) return;
       await new Promise((r) => setTimeout(r, 10));
     }
   }
 
   /** Some open socket holds more than half the outbound limit. */
-  private backedUp(conns: Conn[]): boolean {
+  private backedUp(conns: Conn | Conn[]): boolean {
     const t = this.transport;
     if (!t.buffered) return false;
     const half = this.config.maxBufferedBytes / 2;
-    return conns.some((c) => !c.refuse && t.buffered!(c.ws) > half);
+    const over = (c: Conn) => !c.refuse && t.buffered!(c.ws) > half;
+    return conns instanceof Conn ? over(conns) : conns.some(over);
   }
 
   /** `<svc>.<user>` of a user, from the subject this node watches. */
@@ -618,8 +708,8 @@ export class Gateway {
     return entry.key.slice(this.keyPrefixLength);
   }
 
-  sendSubject(entry: UserEntry): string {
-    return (entry.send ??= this.sendPrefix + this.svcUser(entry));
+  sendSubject(conn: Conn): string {
+    return (conn.send ??= this.sendPrefix + this.svcUser(conn.user!));
   }
 
   /** Sends what was held for a socket that gave no resume point, in order. */
@@ -684,7 +774,7 @@ export class Gateway {
     this.metrics.draining = 1;
     log("info", "draining", { connections: this.metrics.connections });
     for (const entry of this.users.values()) {
-      for (const conn of entry.conns.slice()) this.transport.close(conn.ws, CLOSE.GOING_AWAY.code, CLOSE.GOING_AWAY.reason);
+      for (const conn of connsOf(entry)) this.transport.close(conn.ws, CLOSE.GOING_AWAY.code, CLOSE.GOING_AWAY.reason);
     }
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.deadlines.stop();

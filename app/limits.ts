@@ -1,5 +1,5 @@
-// Abuse limits that run on the hot paths. Per connection there is no object, closure or
-// timer: the message-rate bucket is two small integers on the Conn itself.
+// Abuse limits that run on the hot paths. Per connection there is no closure or timer: the
+// message-rate bucket is two small integers on the Conn (in its side object, from the first frame).
 import type { Conn, Transport } from "./gateway.ts";
 
 /**

@@ -12,6 +12,7 @@ import type { Subjects } from "./subjects.ts";
 import { log } from "./log.ts";
 
 const NS_PER_S = 1_000_000_000;
+const decoder = new TextDecoder();
 /** JetStream API call timeout: a reconnect storm must fail fast and retry, not pile up. */
 const API_TIMEOUT_MS = 5_000;
 /** How long after a mailbox stream's deletion it is made again. */
@@ -100,7 +101,7 @@ export class MailboxStore {
   async loadCursor(svcUser: string): Promise<number> {
     const m = await this.api().direct.getMessage(this.cursorStream, { last_by_subj: this.subjects.cursorAll.slice(0, -1) + svcUser });
     if (!m) return 0;
-    const n = Number(new TextDecoder().decode(m.data));
+    const n = Number(decoder.decode(m.data));
     return Number.isSafeInteger(n) && n > 0 ? n : 0;
   }
 

@@ -133,7 +133,7 @@ export class Rpc {
     const bytes = frameBytes(f);
     if (!bytes) return this.refuse(conn, "data is not valid base64");
     try {
-      this.gw.broker.publish(this.gw.sendSubject(conn.user!), bytes, {
+      this.gw.broker.publish(this.gw.sendSubject(conn), bytes, {
         [HEADER.conn]: String(conn.id),
         [HEADER.node]: this.gw.config.nodeId,
         [HEADER.frame]: f.encoding ? "binary" : "text",
