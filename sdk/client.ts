@@ -12,6 +12,12 @@ export type State = "connecting" | "open" | "reconnecting" | "closed";
 export type Data = string | Uint8Array;
 export type DataInput = string | Uint8Array | ArrayBuffer | ArrayBufferView;
 
+/**
+ * An event handler property, checked bivariantly (as the DOM's own are), so a real
+ * WebSocket whose handlers take a full MessageEvent or CloseEvent is accepted.
+ */
+type Handler<E> = { bivarianceHack(ev: E): void }["bivarianceHack"];
+
 /** The part of the WHATWG WebSocket the client uses. */
 export interface WebSocketLike {
   readonly readyState: number;
@@ -19,10 +25,10 @@ export interface WebSocketLike {
   binaryType: string;
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((ev: any) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: any) => void) | null;
+  onopen: Handler<any> | null;
+  onmessage: Handler<{ data: unknown }> | null;
+  onclose: Handler<{ code: number; reason: string }> | null;
+  onerror: Handler<any> | null;
 }
 
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;

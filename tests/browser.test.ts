@@ -92,7 +92,11 @@ for (const runtime of RUNTIMES) {
         for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBe(seqs[i - 1] + 1);
         expect(events).toContain("request:are you there?");
 
-        const clock = nc.subscribe("ws.call.web.clock", { callback: (_e, m) => m.respond(`tick for ${m.headers?.get("Ws-User")}`) });
+        const clock = nc.subscribe("ws.call.web.clock", {
+          callback: (_e, m) => {
+            m.respond(`tick for ${m.headers?.get("Ws-User")}`);
+          },
+        });
         await nc.flush();
         const reply = await page.evaluate(() => (window as any).client.request("clock", "now"));
         expect(reply).toBe(`tick for ${user}`);

@@ -112,7 +112,11 @@ for (const runtime of RUNTIMES) {
       }
 
       // The same measurement against a trivial NATS responder, in the same run.
-      const echo = nc.subscribe(`plain.echo.${runtime}`, { callback: (_e, m) => m.respond(m.data) });
+      const echo = nc.subscribe(`plain.echo.${runtime}`, {
+        callback: (_e, m) => {
+          m.respond(m.data);
+        },
+      });
       const responderNc = nc; // same client: the only difference left is the gateway and the socket
       await responderNc.flush();
       for (let i = 0; i < 20; i++) await nc.request(`plain.echo.${runtime}`, enc.encode("warm"), { timeout: 2_000 });
@@ -278,7 +282,7 @@ for (const runtime of RUNTIMES) {
       const before = await gw.metric("wsgate_envelope_errors_total");
       const { ws, frames } = await envelopeSocket(gw.ws, svc, "fuzzer");
       ws.send(JSON.stringify({ type: "resume" }));
-      const bad: [string | Uint8Array, string | undefined][] = [
+      const bad: [string | Uint8Array<ArrayBuffer>, string | undefined][] = [
         ["not json at all", undefined],
         ["[1,2,3]", undefined],
         ["null", undefined],

@@ -390,7 +390,11 @@ for (const runtime of RUNTIMES) {
       const ref = await referenceUser(gw, { Cookie: "service=lim; user=ref" }, "lim", "ref");
       const flooder = await client(gw, { Cookie: "service=lim; user=flooder" });
       const published: number[] = [];
-      const sub = nc.subscribe("ws.send.lim.flooder", { callback: () => published.push(1) });
+      const sub = nc.subscribe("ws.send.lim.flooder", {
+        callback: () => {
+          published.push(1);
+        },
+      });
       await nc.flush();
       const before = await gw.metric("wsgate_rate_limited_total");
       // One frame over the burst: the close code reaches the client on every runtime.

@@ -27,7 +27,11 @@ nc.subscribe("ws.send.demo.*", {
   },
 });
 
-nc.subscribe("ws.call.demo.time", { callback: (_err, m) => m.respond(new Date().toISOString()) });
+nc.subscribe("ws.call.demo.time", {
+  callback: (_err, m) => {
+    m.respond(new Date().toISOString());
+  },
+});
 
 nc.subscribe("ws.call.demo.add", {
   callback: (_err, m) => {

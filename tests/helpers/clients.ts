@@ -7,7 +7,8 @@ export type Received = { data: string | Uint8Array; binary: boolean };
 export type Client = {
   received: Received[];
   closed: Promise<{ code: number; reason: string }>;
-  send(data: string | Uint8Array): void;
+  /** an ArrayBuffer-backed view: Bun's WebSocket.send takes no SharedArrayBuffer */
+  send(data: string | Uint8Array<ArrayBuffer>): void;
   close(): void;
   /** waits until at least n messages arrived and returns them */
   waitFor(n: number, timeoutMs?: number): Promise<Received[]>;
@@ -39,7 +40,7 @@ export function bunClient(url: string, headers: Record<string, string>): Promise
         closed,
         send: (d) => ws.send(d),
         close: () => ws.close(),
-        waitFor: (n, t = 5_000) => waitFor(`${n} messages (have ${received.length})`, () => received.length >= n && received, t),
+        waitFor: (n, t = 5_000) => waitFor(`${n} messages (have ${received.length})`, () => (received.length >= n ? received : undefined), t),
       });
     };
   });
@@ -69,7 +70,7 @@ export function wsPackageClient(url: string, headers: Record<string, string>, pr
         closed,
         send: (d) => ws.send(d, { binary: typeof d !== "string" }),
         close: () => ws.close(),
-        waitFor: (n, t = 5_000) => waitFor(`${n} messages (have ${received.length})`, () => received.length >= n && received, t),
+        waitFor: (n, t = 5_000) => waitFor(`${n} messages (have ${received.length})`, () => (received.length >= n ? received : undefined), t),
       }),
     );
   });

@@ -10,7 +10,7 @@ import { parseFrameHint } from "../../app/broker.ts";
 import { loadConfig } from "../../app/config.ts";
 import { parseClientFrame } from "../../app/envelope.ts";
 import { type Conn, Gateway, type Transport } from "../../app/gateway.ts";
-import { identityFromCookies, readCookie } from "../../app/identity.ts";
+import { type Identity, type IdentityError, identityFromCookies, readCookie } from "../../app/identity.ts";
 import { ID_PATTERN } from "../../app/subjects.ts";
 import { hsSigner, now, SECRET, sign } from "../helpers/security.ts";
 
@@ -24,8 +24,7 @@ const nasty = fc.oneof(
   fc.array(fc.constantFrom("a", "Z", "0", "_", "-", ".", "*", ">", " ", "%", "2E", "2A", "3E", "00", "%2e", "%252E", "\u0130", "ｕ", "\u200b", "\u2024", "е", "\n", "\t", ";", "=", '"', ","), { maxLength: 30 }).map((xs) => xs.join("")),
 );
 
-function checkIdentity(r: unknown) {
-  const x = r as { svc?: string; user?: string; status?: number; error?: string };
+function checkIdentity(x: Identity | IdentityError) {
   if ("error" in x) {
     expect([400, 401, 403]).toContain(x.status);
     expect(typeof x.error).toBe("string");
