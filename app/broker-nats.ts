@@ -1,7 +1,7 @@
 // NATS broker: one core subscription per served user subject, shared delivery callback.
 import { connect, createInbox, headers as natsHeaders, Match } from "@nats-io/transport-node";
 import type { Msg, MsgCallback, NatsConnection, Subscription } from "@nats-io/transport-node";
-import type { Broker, BrokerHooks, BrokerState } from "./broker.ts";
+import type { Broker, BrokerHooks, BrokerState, FrameHint } from "./broker.ts";
 import { HEADER, parseFrameHint } from "./broker.ts";
 import { log } from "./log.ts";
 
@@ -24,6 +24,8 @@ export class NatsBroker implements Broker {
   private readonly onAnswer: MsgCallback<Msg>;
   private readonly inbox = createInbox();
   private inboxOn: NatsConnection | null = null;
+  /** the current connection's protocol handler, when LeanSub can use it */
+  private lean: LeanProtocol | null = null;
 
   constructor(
     private servers: string,
@@ -31,22 +33,27 @@ export class NatsBroker implements Broker {
     private hooks: BrokerHooks,
   ) {
     const deliver = hooks.deliver;
-    // The one callback every user subscription shares: nothing is allocated per subscription or message.
+    const scan: HeaderScan = { seq: 0, prev: 0, hint: undefined };
+    // The one callback every user subscription shares: nothing is allocated per subscription,
+    // and per message nothing beyond what the client itself makes (no header objects).
     this.onMsg = (err, msg) => {
       if (err) {
         log("warn", "nats subscription error", { error: String(err) });
         return;
       }
-      const h = msg.headers;
-      if (!h) return deliver(msg.subject, msg.data, undefined, 0, 0);
-      const seq = h.get("Nats-Sequence");
-      deliver(
-        msg.subject,
-        msg.data,
-        parseFrameHint(h.get(HEADER.frame, Match.IgnoreCase)),
-        seq ? Number(seq) : 0,
-        seq ? Number(h.get("Nats-Last-Sequence")) : 0,
-      );
+      // The subscription's own subject string: no decoding per message, and its hash is cached.
+      const sub = this.lean?.subscriptions.get(msg.sid);
+      const subject = sub instanceof LeanSub ? sub.subject : msg.subject;
+      const raw = rawHeaders(msg);
+      if (raw === null) {
+        const h = msg.headers;
+        if (!h) return deliver(subject, msg.data, undefined, 0, 0);
+        const seq = Number(h.last("Nats-Sequence")) || 0;
+        return deliver(subject, msg.data, parseFrameHint(h.get(HEADER.frame, Match.IgnoreCase)), seq, seq ? Number(h.last("Nats-Last-Sequence")) || 0 : 0);
+      }
+      if (raw === NO_HEADERS) return deliver(subject, msg.data, undefined, 0, 0);
+      scanHeaders(raw, (msg as unknown as RawMsg)._msg.hdr, scan);
+      deliver(subject, msg.data, scan.hint, scan.seq, scan.seq ? scan.prev : 0);
     };
     const request = hooks.request;
     this.onRequest = (err, msg) => {
@@ -108,11 +115,13 @@ export class NatsBroker implements Broker {
         await this.prepare(nc);
         if (this.stopping) return;
         this.nc = nc;
+        this.lean = leanProtocol(nc);
         this.hooks.rewatchAll();
         this.setState("connected");
         void this.watchStatus(nc);
         const err = await nc.closed();
         this.nc = null;
+        this.lean = null;
         if (this.stopping) return;
         log("error", "nats connection closed; connecting again", { error: err ? String(err) : undefined });
         this.setState("connecting");
@@ -285,4 +294,98 @@ function leanProtocol(nc: NatsConnection): LeanProtocol | null {
   return p && typeof p._sub === "function" && typeof p.unsub === "function" && typeof p.subscriptions?.add === "function"
     ? (p as LeanProtocol)
     : null;
+}
+
+/** What the live path reads from a message's headers; one object, filled again for each message. */
+export type HeaderScan = { seq: number; prev: number; hint: FrameHint };
+
+/** The parts of nats.js's MsgImpl that hold the undecoded message: `hdr` is the header block's length, -1 for none. */
+type RawMsg = { _msg: { hdr: number }; _rdata: Uint8Array };
+
+const NO_HEADERS = new Uint8Array(0);
+
+/**
+ * The undecoded message, header block first (NO_HEADERS when it has none), or null
+ * when the client's message object does not have the expected shape (then its public
+ * `headers` are used). Building nats.js's MsgHdrs for every delivery (a decoded string, a
+ * split, a Map of arrays, case-folded key searches) was most of what the mailbox's headers
+ * cost the gateway per message.
+ */
+function rawHeaders(msg: Msg): Uint8Array | null {
+  const r = msg as unknown as Partial<RawMsg>;
+  const hdr = r._msg?.hdr;
+  if (typeof hdr !== "number" || !(r._rdata instanceof Uint8Array)) return null;
+  return hdr > 0 ? r._rdata : NO_HEADERS;
+}
+
+const NATS_SEQUENCE = ascii("nats-sequence");
+const NATS_LAST_SEQUENCE = ascii("nats-last-sequence");
+const WS_FRAME = ascii(HEADER.frame.toLowerCase());
+const TEXT = ascii("text");
+const BINARY = ascii("binary");
+
+function ascii(s: string): Uint8Array {
+  return Uint8Array.from(s, (c) => c.charCodeAt(0));
+}
+
+/**
+ * Reads Nats-Sequence, Nats-Last-Sequence and Ws-Frame from the first `end` bytes of a NATS
+ * header block ("NATS/1.0\r\nName: value\r\n...\r\n"), allocating nothing. Names match
+ * ignoring ASCII case, values are trimmed. For the sequences the last occurrence counts:
+ * JetStream appends its own after whatever headers the publisher sent, so a publisher's
+ * `Nats-Sequence` cannot stand in for the stream's. A sequence that is not a plain decimal
+ * number reads as 0 (not a mailbox message).
+ */
+export function scanHeaders(b: Uint8Array, end: number, out: HeaderScan): void {
+  out.seq = 0;
+  out.prev = 0;
+  out.hint = undefined;
+  let hintSeen = false;
+  let i = b.indexOf(10); // past the status line
+  if (i < 0 || i >= end) return;
+  i++;
+  while (i < end) {
+    const start = i;
+    let colon = -1;
+    while (i < end && b[i] !== 10) {
+      if (colon < 0 && b[i] === 58) colon = i;
+      i++;
+    }
+    const lineEnd = i > start && b[i - 1] === 13 ? i - 1 : i;
+    i++;
+    if (colon <= start) continue;
+    let v = colon + 1;
+    let ve = lineEnd;
+    while (v < ve && (b[v] === 32 || b[v] === 9)) v++;
+    while (ve > v && (b[ve - 1] === 32 || b[ve - 1] === 9)) ve--;
+    if (nameIs(b, start, colon, NATS_SEQUENCE)) out.seq = decimal(b, v, ve);
+    else if (nameIs(b, start, colon, NATS_LAST_SEQUENCE)) out.prev = decimal(b, v, ve);
+    else if (!hintSeen && nameIs(b, start, colon, WS_FRAME)) {
+      hintSeen = true;
+      out.hint = nameIs(b, v, ve, TEXT) ? "text" : nameIs(b, v, ve, BINARY) ? "binary" : undefined;
+    }
+  }
+}
+
+/** Whether b[from, to) equals the lower-case ASCII `name`, ignoring ASCII case. */
+function nameIs(b: Uint8Array, from: number, to: number, name: Uint8Array): boolean {
+  if (to - from !== name.length) return false;
+  for (let k = 0; k < name.length; k++) {
+    let c = b[from + k];
+    if (c >= 65 && c <= 90) c |= 32;
+    if (c !== name[k]) return false;
+  }
+  return true;
+}
+
+/** b[from, to) as a non-negative decimal integer; 0 when empty, not all digits, or beyond 2^53. */
+function decimal(b: Uint8Array, from: number, to: number): number {
+  if (from === to || to - from > 16) return 0;
+  let n = 0;
+  for (let k = from; k < to; k++) {
+    const d = b[k] - 48;
+    if (d < 0 || d > 9) return 0;
+    n = n * 10 + d;
+  }
+  return Number.isSafeInteger(n) ? n : 0;
 }

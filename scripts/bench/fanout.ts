@@ -8,7 +8,8 @@
 //            per target, targets interleaved). Figure: messages/s received by the clients.
 //   latency  a fixed rate, half of the gateway's (mailbox on) median max, the same for every
 //            target (a target whose own max is lower runs at half of its own), --duration s;
-//            client-side latency p50/p99/p99.9/max from the embedded send time.
+//            client-side latency p50/p99/p99.9/max from the embedded send time. --latency-rate N
+//            fixes the rate instead (the same again for every target), e.g. to compare two builds.
 //
 // Targets (all up at once on one nats-server, each on its own subjects, each with its own load
 // client; only one is driven at a time):
@@ -22,24 +23,60 @@
 //                 row differs a lot from the one above.
 //   wsgate-nomb   the gateway with WSGATE_MAILBOX=off: core NATS subscriptions only
 //   ref-bun-nats  bare Bun.serve + one plain nats.js subscription per user, forwarding data
+//   ref-bun-js    the same reference fed through JetStream: its users' subjects are captured by a
+//                 stream created with the gateway's own mailbox code and defaults (file storage,
+//                 limits, RePublish), and it subscribes to the republished <prefix>.live.<svc>.<user>.
+//                 It pays nats-server's storage and republish cost like the gateway with the mailbox
+//                 does, and nothing else (no headers read, no sequence chain, no cursors). Purged
+//                 before every run like the gateway's stream.
+// Only with --targets (Node-uWS, what scripts/start.sh's `--max-semi-space-size=2` costs):
+//   wsgate-node          the gateway on Node-uWS as scripts/start.sh runs it (mailbox on)
+//   wsgate-node-v8       the same bundle run with node's default young generation (no flag)
+//   wsgate-node-nomb, wsgate-node-nomb-v8   the two above with WSGATE_MAILBOX=off
 //
-//   bun scripts/bench/fanout.ts [--conns 10000] [--users 1000] [--duration 10] [--repeat 3]
+//   bun scripts/bench/fanout.ts [--conns 10000] [--users 1000] [--duration 10] [--repeat 3] [--targets a,b,...] [--latency-rate 0]
 import { parseArgs } from "node:util";
+import { connect } from "@nats-io/transport-node";
 import {
   argInt, cpuSeconds, treeCpuSeconds, fmt, installCleanup, Loadgen, log, machineBusySeconds, median, type Nats, runDir, runPublisher,
-  purgeStream, warnIfBusy, type Server, sleep, startGateway, startNats, startRef, table, waitCatchups, waitMetrics,
+  purgeStream, ratio, warnIfBusy, type Server, sleep, startGateway, startNats, startNodeGatewayWith, startRef, table, waitCatchups, waitMetrics,
 } from "./lib.ts";
+import { loadConfig } from "../../app/config.ts";
+import { MailboxStore } from "../../app/mailbox.ts";
+import { subjects } from "../../app/subjects.ts";
 
-export const FANOUT_TARGETS = ["wsgate", "wsgate-mbfull", "wsgate-nomb", "ref-bun-nats"] as const;
-type Target = (typeof FANOUT_TARGETS)[number];
+/** What `npm run bench` runs. */
+export const FANOUT_TARGETS = ["wsgate", "wsgate-mbfull", "wsgate-nomb", "ref-bun-nats", "ref-bun-js"] as const;
+/** Also known, run only when named in --targets. */
+export const NODE_FANOUT_TARGETS = ["wsgate-node", "wsgate-node-v8", "wsgate-node-nomb", "wsgate-node-nomb-v8"] as const;
+const ALL_TARGETS = [...FANOUT_TARGETS, ...NODE_FANOUT_TARGETS] as const;
+type Target = (typeof ALL_TARGETS)[number];
+const REFS: Target[] = ["ref-bun-nats", "ref-bun-js"];
+/** Node's flag in scripts/start.sh that the -v8 targets leave out. */
+const SEMI_SPACE_FLAG = "--max-semi-space-size=2";
 
-export type FanoutOptions = { conns: number; users: number; duration: number; repeat: number; workers: number; size: number; targets: Target[] };
+export type FanoutOptions = {
+  conns: number;
+  users: number;
+  duration: number;
+  repeat: number;
+  workers: number;
+  size: number;
+  targets: Target[];
+  /** msgs/s of the latency runs; 0: half of the gateway's median max (comparing two builds needs one fixed rate) */
+  latencyRate?: number;
+};
 
 const LABEL: Record<Target, string> = {
   wsgate: "wsgate (mailbox on, below cap)",
   "wsgate-mbfull": "wsgate (mailbox on, mailboxes full)",
   "wsgate-nomb": "wsgate (mailbox off)",
   "ref-bun-nats": "ref: Bun.serve + nats.js sub/user",
+  "ref-bun-js": "ref: the same, fed through a JetStream stream",
+  "wsgate-node": `wsgate Node-uWS (mailbox on, ${SEMI_SPACE_FLAG})`,
+  "wsgate-node-v8": "wsgate Node-uWS (mailbox on, V8 default)",
+  "wsgate-node-nomb": `wsgate Node-uWS (mailbox off, ${SEMI_SPACE_FLAG})`,
+  "wsgate-node-nomb-v8": "wsgate Node-uWS (mailbox off, V8 default)",
 };
 
 type Side = { target: Target; server: Server; lg: Loadgen; prefix: string; svc: string; purge: string | null };
@@ -82,9 +119,24 @@ async function startSide(t: Target, nats: Nats, o: FanoutOptions): Promise<Side>
   } else if (t === "wsgate-nomb") {
     [prefix, svc] = ["wsoff", "gw"];
     server = await startGateway(t, nats.url, { WSGATE_MAILBOX: "off", WSGATE_SUBJECT_PREFIX: prefix });
-  } else {
+  } else if (t === "ref-bun-nats") {
     [prefix, svc] = ["ref", "ref"];
     server = await startRef(t, "nats", nats.url, prefix);
+  } else if (t === "ref-bun-js") {
+    [prefix, svc, purge] = ["refjs", "ref", "REFJS"];
+    await createMailboxStream(nats.url, prefix, purge);
+    server = await startRef(t, "nats", nats.url, prefix, { subscribe: "live" });
+  } else {
+    // Node-uWS: each variant on subjects (and, with the mailbox, a stream) of its own
+    const mailbox = !t.includes("-nomb");
+    const v8default = t.endsWith("-v8");
+    prefix = t.replace("wsgate-", "ws").replaceAll("-", "");
+    svc = "gw";
+    purge = mailbox ? prefix.toUpperCase() : null;
+    const env: Record<string, string> = { WSGATE_SUBJECT_PREFIX: prefix, ...(mailbox ? { WSGATE_MAILBOX_STREAM: purge! } : { WSGATE_MAILBOX: "off" }) };
+    server = v8default
+      ? await startNodeGatewayWith(t, nats.url, [], env)
+      : await startGateway(t, nats.url, env, { runtime: "node" });
   }
   const subs0 = await nats.subscriptions();
   const lg = Loadgen.start(`${t}-recv`, [
@@ -100,6 +152,17 @@ async function startSide(t: Target, nats: Nats, o: FanoutOptions): Promise<Side>
   log(`  ${t}: ${ready.open}/${o.conns} connected in ${(ready.ms / 1000).toFixed(1)} s, ${subs - subs0} new NATS subscriptions`);
   lg.phase("idle");
   return { target: t, server, lg, prefix, svc, purge };
+}
+
+/** A mailbox stream exactly as the gateway makes it (its own code, its defaults), on other subjects. */
+async function createMailboxStream(natsUrl: string, prefix: string, stream: string) {
+  const config = loadConfig({ NATS_URL: natsUrl, WSGATE_SUBJECT_PREFIX: prefix, WSGATE_MAILBOX_STREAM: stream });
+  const nc = await connect({ servers: natsUrl, name: "wsgate-bench-admin" });
+  try {
+    await new MailboxStore(config.mailbox!, subjects(prefix)).attach(nc);
+  } finally {
+    await nc.close();
+  }
 }
 
 async function drive(side: Side, nats: Nats, o: FanoutOptions, phase: string, pubArgs: string[]): Promise<PhaseRun> {
@@ -166,8 +229,8 @@ export async function runFanout(o: FanoutOptions) {
       }
     }
     const gwMax = median(runs.filter((r) => r.target === (o.targets.includes("wsgate") ? "wsgate" : o.targets[0])).map((r) => Math.min(r.pubRate, r.srvRate)));
-    latRate = Math.max(100, Math.round(gwMax / 2 / 100) * 100);
-    log(`  latency runs at ${fmt(latRate)} msgs/s (half of ${o.targets.includes("wsgate") ? "wsgate" : o.targets[0]}'s median max ${fmt(gwMax)}/s)`);
+    latRate = o.latencyRate || Math.max(100, Math.round(gwMax / 2 / 100) * 100);
+    log(`  latency runs at ${fmt(latRate)} msgs/s (${o.latencyRate ? "--latency-rate; " : "half of "}${o.targets.includes("wsgate") ? "wsgate" : o.targets[0]}'s median max ${fmt(gwMax)}/s)`);
     for (const side of sides) {
       // what the server really delivered: a backlog inside nats-server makes the publisher's own rate look higher
       const ownMax = median(runs.filter((r) => r.target === side.target && r.phase.startsWith("max")).map((r) => Math.min(r.pubRate, r.srvRate)));
@@ -222,9 +285,35 @@ export async function runFanout(o: FanoutOptions) {
         rows,
       ) +
       `\nmax: closed loop (≤ 20,000 in flight by the server's messages_out counter), rate measured by the clients between their first and last message.\n` +
-      `latency: fixed ${fmt(latRate)} msgs/s (half the gateway's max; a server whose own max is lower: half of its own); send time embedded by the publisher, read by the clients.\n` +
+      `latency: fixed ${fmt(latRate)} msgs/s (${o.latencyRate ? "--latency-rate" : "half the gateway's max"}; a server whose own max is lower: half of its own); send time embedded by the publisher, read by the clients.\n` +
       `cores: CPU used during the max runs (median) by the server process and by nats-server; the box has 2, shared with clients and publisher.\n`,
   );
+  // Each gateway row against each reference of the same run: max deliveries (higher is better
+  // for the gateway) and p99 at the fixed rate (the gateway's over the reference's).
+  const refsRun = REFS.filter((r) => r in result);
+  const ratioRows: string[][] = [];
+  const ratios: Record<string, Record<string, { max: number; p99: number }>> = {};
+  for (const side of sides) {
+    const t = side.target;
+    if (REFS.includes(t)) continue;
+    const g = result[t] as any;
+    ratios[t] = {};
+    const row = [LABEL[t]];
+    for (const ref of refsRun) {
+      const r = result[ref] as any;
+      ratios[t][ref] = { max: g.maxDeliveriesPerS / r.maxDeliveriesPerS, p99: (g.latencyMs?.p99 ?? NaN) / (r.latencyMs?.p99 ?? NaN) };
+      row.push(ratio(g.maxDeliveriesPerS, r.maxDeliveriesPerS), ratio(g.latencyMs?.p99 ?? NaN, r.latencyMs?.p99 ?? NaN));
+    }
+    ratioRows.push(row);
+  }
+  result.ratios = ratios;
+  if (refsRun.length && ratioRows.length) {
+    console.log(
+      `Same-run ratios (max: gateway / reference, target ≥ 0.70; p99 at the fixed rate: gateway / reference)\n` +
+        table(["server", ...refsRun.flatMap((r) => [`max vs ${r}`, `p99 vs ${r}`])], ratioRows) +
+        `\nref-bun-nats is fed by core NATS; ref-bun-js by the same JetStream storage + RePublish as the mailbox (nats-server's share).\n`,
+    );
+  }
   for (const side of sides) {
     const s = summaries.get(side.target);
     const errs = { ...(s?.errors ?? {}) };
@@ -255,10 +344,11 @@ if (import.meta.main) {
       workers: { type: "string", default: "2" },
       size: { type: "string", default: "32" },
       targets: { type: "string", default: FANOUT_TARGETS.join(",") },
+      "latency-rate": { type: "string", default: "0" },
     },
   });
   const targets = v.targets!.split(",").map((s) => s.trim()) as Target[];
-  for (const t of targets) if (!FANOUT_TARGETS.includes(t)) throw new Error(`unknown target ${t}; known: ${FANOUT_TARGETS.join(", ")}`);
+  for (const t of targets) if (!ALL_TARGETS.includes(t)) throw new Error(`unknown target ${t}; known: ${ALL_TARGETS.join(", ")}`);
   const t0 = Date.now();
   await runFanout({
     conns: argInt(v.conns, "conns", 1, 19_500, 10_000),
@@ -268,6 +358,7 @@ if (import.meta.main) {
     workers: argInt(v.workers, "workers", 1, 16, 2),
     size: argInt(v.size, "size", 24, 65536, 32),
     targets,
+    latencyRate: argInt(v["latency-rate"], "latency-rate", 0, 1_000_000, 0),
   });
   log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   process.exit(0);

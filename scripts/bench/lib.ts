@@ -442,11 +442,40 @@ export function startGateway(name: string, natsUrl: string | null, env: Record<s
   );
 }
 
-export function startRef(name: string, mode: "idle" | "nats", natsUrl?: string, prefix = "ws", opts: ServerOptions = {}): Promise<Server> {
+/**
+ * The Node-uWS gateway run with the given node flags instead of the ones scripts/start.sh
+ * passes, to measure what such a flag costs: the bundle start.sh builds, the same raised
+ * open-files limit, the same environment as startGateway.
+ */
+export function startNodeGatewayWith(name: string, natsUrl: string, nodeFlags: string[], env: Record<string, string> = {}): Promise<Server> {
+  const build = Bun.spawnSync({
+    cmd: [BUN, "build", "adapters/node-uws.ts", "--target=node", "--format=esm", "--external", "@trufflesuite/uws-js-unofficial", "--outfile", "dist/node-uws.mjs"],
+    cwd: ROOT,
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  if (build.exitCode !== 0) throw new Error(`bundling adapters/node-uws.ts failed: ${build.stderr.toString()}`);
+  for (const f of nodeFlags) if (!/^--[a-z0-9-]+(=[\w.-]+)?$/.test(f)) throw new Error(`unexpected node flag ${f}`);
+  return startServer(
+    name,
+    ["sh", "-c", `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec node ${nodeFlags.join(" ")} dist/node-uws.mjs`],
+    { NATS_URL: natsUrl, WSGATE_LOG_LEVEL: "warn", WSGATE_MAX_UPGRADES_PER_SEC: "0", ...env },
+    "/readyz",
+    { runtime: "node" },
+  );
+}
+
+export function startRef(name: string, mode: "idle" | "nats", natsUrl?: string, prefix = "ws", opts: ServerOptions & { subscribe?: "recv" | "live" } = {}): Promise<Server> {
   return startServer(
     name,
     [BUN, join(import.meta.dir, "ref-bun.ts")],
-    { REF_MODE: mode, REF_PREFIX: prefix, ...(natsUrl ? { NATS_URL: natsUrl } : {}), ...(opts.port ? { REF_REUSE_PORT: "1" } : {}) },
+    {
+      REF_MODE: mode,
+      REF_PREFIX: prefix,
+      ...(natsUrl ? { NATS_URL: natsUrl } : {}),
+      ...(opts.port ? { REF_REUSE_PORT: "1" } : {}),
+      ...(opts.subscribe ? { REF_SUBSCRIBE: opts.subscribe } : {}),
+    },
     "/readyz",
     opts.port ? { ...opts, readyLogLine: "ref-bun listening" } : opts,
   );

@@ -6,6 +6,10 @@
 //                   each message to that user's sockets (binary frame, no checks); and the
 //                   naive inbound path: each client frame is published as is (no headers, no
 //                   limits) on <prefix>.send.<svc>.<user>
+//   REF_SUBSCRIBE=live  (nats mode) subscribe to <prefix>.live.<svc>.<user> instead: the subjects a
+//                   JetStream stream set up like the gateway's mailbox republishes <prefix>.recv.> on,
+//                   so the reference is fed through the same nats-server storage as the gateway
+//                   (the bench creates that stream; the reference only reads the payload, no headers)
 //
 // Env: PORT, HOST (default 127.0.0.1), NATS_URL (nats mode), REF_PREFIX (default ws),
 // REF_REUSE_PORT=1 to share the port with sibling processes (SO_REUSEPORT, like WSGATE_WORKERS).
@@ -20,6 +24,11 @@ if (mode !== "idle" && mode !== "nats") {
   process.exit(2);
 }
 const prefix = process.env.REF_PREFIX ?? "ws";
+const deliverKind = process.env.REF_SUBSCRIBE ?? "recv";
+if (deliverKind !== "recv" && deliverKind !== "live") {
+  console.error("ref-bun: REF_SUBSCRIBE must be recv or live");
+  process.exit(2);
+}
 const port = Number(process.env.PORT ?? 0);
 const hostname = process.env.HOST ?? "127.0.0.1";
 
@@ -54,7 +63,7 @@ const server = Bun.serve<Data>({
       const svc = SVC.exec(cookie)?.[1];
       const user = USER.exec(cookie)?.[1];
       if (!svc || !user) return new Response("service and user cookies required\n", { status: 401 });
-      return srv.upgrade(req, { data: { subject: `${prefix}.recv.${svc}.${user}`, send: `${prefix}.send.${svc}.${user}` } })
+      return srv.upgrade(req, { data: { subject: `${prefix}.${deliverKind}.${svc}.${user}`, send: `${prefix}.send.${svc}.${user}` } })
         ? undefined
         : new Response("upgrade failed\n", { status: 400 });
     }
@@ -109,7 +118,7 @@ const server = Bun.serve<Data>({
   },
 });
 
-console.log(JSON.stringify({ msg: "ref-bun listening", mode, port: server.port }));
+console.log(JSON.stringify({ msg: "ref-bun listening", mode, subscribe: deliverKind, port: server.port }));
 const bye = () => {
   server.stop(true);
   process.exit(0);

@@ -26,6 +26,10 @@ export function summaryRows(r: any): Row[] {
   if (f?.wsgate) {
     add("fan-out NATS → 10k", "max deliveries/s", f.wsgate.maxDeliveriesPerS, "Bun.serve + nats.js", f["ref-bun-nats"]?.maxDeliveriesPerS);
     add("fan-out NATS → 10k", `p99 ms @ ${fmt(f.latencyRate)}/s`, f.wsgate.latencyMs?.p99, "Bun.serve + nats.js", f["ref-bun-nats"]?.latencyMs?.p99);
+    if (f["ref-bun-js"]) {
+      add("fan-out NATS → 10k", "max deliveries/s", f.wsgate.maxDeliveriesPerS, "the same ref fed through JetStream", f["ref-bun-js"].maxDeliveriesPerS);
+      add("fan-out NATS → 10k", `p99 ms @ ${fmt(f.latencyRate)}/s`, f.wsgate.latencyMs?.p99, "the same ref fed through JetStream", f["ref-bun-js"].latencyMs?.p99);
+    }
   }
   const st = r["mailbox-steady"];
   if (st?.mailbox) {
