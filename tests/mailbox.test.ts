@@ -89,6 +89,36 @@ for (const runtime of RUNTIMES) {
       clients.forEach((c) => c.close());
     }, 60_000);
 
+    test("a crowd of envelope clients resuming at once each gets exactly what follows its own point", async () => {
+      type Frame = { type: string; data: string; seq: number };
+      const frames = (c: Client) => c.received.map((m) => JSON.parse(m.data as string) as Frame);
+      const N = 100;
+      const users = Array.from({ length: N }, (_, i) => `envcrowd${i}`);
+      const open = () => Promise.all(users.map((u) => wsPackageClient(gw.ws, { Cookie: cookie(svc, u) }, "wsgate.v1")));
+      let clients = await open();
+      clients.forEach((c) => c.send(JSON.stringify({ type: "resume" })));
+      for (let i = 0; i < 5; i++) for (const u of users) pub(u, `m${i}`);
+      await Promise.all(clients.map((c) => c.waitFor(5)));
+      const points = clients.map((c) => frames(c)[2].seq); // each resumes after its own m2
+      clients.forEach((c) => c.close());
+      await Promise.all(clients.map((c) => c.closed));
+      for (let i = 5; i < 10; i++) for (const u of users) pub(u, `m${i}`);
+      await nc.flush();
+      clients = await open();
+      clients.forEach((c, i) => c.send(JSON.stringify({ type: "resume", after: points[i] })));
+      for (const u of users) pub(u, "m10");
+      await Promise.all(clients.map((c) => c.waitFor(8)));
+      // A last message marks the end: anything sent twice would have come before it.
+      for (const u of users) pub(u, "m11");
+      await waitFor("the last message everywhere", () => clients.every((c) => frames(c).some((x) => x.data === "m11")));
+      for (const c of clients) {
+        const f = frames(c);
+        expect(f.map((x) => x.data)).toEqual(range(3, 12));
+        expect(f.every((x, i) => i === 0 || x.seq > f[i - 1].seq)).toBe(true);
+      }
+      clients.forEach((c) => c.close());
+    }, 60_000);
+
     test("two nodes with the same user: each connection gets each message once", async () => {
       const other = await startGateway(runtime, { env: { NATS_URL: nats.url, ...MAILBOX_ENV } });
       try {
