@@ -144,7 +144,7 @@ type UserEntry = {
   held: Held[] | null;
 };
 
-/** A user's sockets are read through these three, whether one is held inline or several in an array. */
+/** A user's sockets are read and changed through these helpers, whether one is held inline or several in an array. */
 function connCount(entry: UserEntry): number {
   const c = entry.conns;
   return c instanceof Conn ? 1 : c.length;

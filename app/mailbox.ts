@@ -2,7 +2,8 @@
 //  - one stream keeps every `<prefix>.recv.<svc>.<user>` message (limits retention) and
 //    republishes it on `<prefix>.live.<svc>.<user>` with Nats-Sequence/Nats-Last-Sequence;
 //  - a node serving a user holds one core subscription on the live subject;
-//  - catch-up and gap healing read one user's messages with direct gets by subject;
+//  - catch-up and gap healing read one user's messages with direct gets by subject, or,
+//    when many wait at once, share one ordered read of the stream (catchup.ts);
 //  - how far delivery got is kept per user on `<prefix>.cursor.<svc>.<user>` in a
 //    second stream holding one message per subject (a KV bucket in all but name).
 import { DeliverPolicy, jetstream, type JetStreamClient, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
@@ -73,7 +74,7 @@ export class MailboxStore {
     if (this.watching !== nc) {
       this.watching = nc;
       // Without the stream nothing is kept and nothing reaches users live (live is its
-      // republish): a deleted stream is made again at once, not at the next restart.
+      // republish): a deleted stream is made again within seconds, not at the next restart.
       for (const name of [c.stream, this.cursorStream]) {
         nc.subscribe(`$JS.EVENT.ADVISORY.STREAM.DELETED.${name}`, { callback: () => void this.recreate(nc, name) });
       }
