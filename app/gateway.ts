@@ -222,6 +222,12 @@ export class Gateway {
   mailbox: MailboxStore | null = null;
   private catchups!: Limiter;
   private reader!: CatchupReader;
+  /** users waiting for their cursor (catchUp), with when they started waiting; read from cursorHead */
+  private cursorQueue: UserEntry[] = [];
+  private cursorQueueAt: number[] = [];
+  private cursorHead = 0;
+  private cursorLoops = 0;
+  private cursorFailures = new WeakMap<UserEntry, number>();
   private catchupsSinceGc = 0;
   /** users whose delivery cursor moved since the last flush */
   private dirty = new Set<UserEntry>();
@@ -360,7 +366,7 @@ export class Gateway {
       this.metrics.users++;
       if (this.mailbox) {
         entry.held = [];
-        void this.catchUp(entry);
+        this.catchUp(entry);
       }
     } else {
       addConn(entry, conn);
@@ -369,7 +375,7 @@ export class Gateway {
         // Live messages went unwatched while every socket was closing: the stream has them.
         if (this.mailbox && !entry.held) {
           entry.held = [];
-          void this.catchUp(entry);
+          this.catchUp(entry);
         }
       }
     }
@@ -465,7 +471,7 @@ export class Gateway {
       // The user's chain skipped a message this node never saw: read it from the stream.
       this.metrics.mailboxGaps++;
       entry.held = [{ data, hint, seq, prev }];
-      void this.catchUp(entry);
+      this.catchUp(entry);
       return;
     }
     this.advance(entry, seq, this.fanOut(entry, data, hint, seq, prev));
@@ -574,9 +580,68 @@ export class Gateway {
    * Brings one user up to date from the stream: from the stored cursor on the first
    * connection, from the last delivered sequence after a gap or a NATS reconnect.
    */
-  private catchUp(entry: UserEntry): Promise<void> {
-    const svcUser = this.svcUser(entry);
-    const started = performance.now();
+  private catchUp(entry: UserEntry, started = performance.now()): void {
+    if (entry.lastSeq < 0) {
+      this.cursorQueue.push(entry);
+      this.cursorQueueAt.push(started);
+      this.pumpCursors();
+      return;
+    }
+    void this.withRetry("catch-up", this.svcUser(entry), () => this.users.get(entry.key) !== entry, (gone) => this.readUp(entry, started, gone));
+  }
+
+  /**
+   * First catch-ups wait for their cursor in a queue, a few bytes each: a burst of 10,000
+   * connections held 10,000 suspended reads before (~1 KB each), and the allocator kept that
+   * memory after they were done (measured: ~850 B/conn of idle RSS after GC). The cursor
+   * loads run in at most WSGATE_MAILBOX_CATCHUP_CONCURRENCY loops; each read then starts on
+   * its own, so that many can still share a read of the stream.
+   */
+  private pumpCursors() {
+    const max = this.mailbox!.config.catchupConcurrency;
+    while (this.cursorLoops < max && this.cursorHead < this.cursorQueue.length) {
+      this.cursorLoops++;
+      void this.loadCursors().finally(() => this.cursorLoops--);
+    }
+  }
+
+  private async loadCursors() {
+    while (this.cursorHead < this.cursorQueue.length) {
+      const entry = this.cursorQueue[this.cursorHead];
+      const started = this.cursorQueueAt[this.cursorHead++];
+      if (this.cursorHead === this.cursorQueue.length) {
+        this.cursorQueue = [];
+        this.cursorQueueAt = [];
+        this.cursorHead = 0;
+      }
+      if (this.users.get(entry.key) !== entry) continue;
+      const svcUser = this.svcUser(entry);
+      let cursor: number;
+      await this.catchups.acquire();
+      try {
+        cursor = await this.mailbox!.loadCursor(svcUser);
+      } catch (err) {
+        const attempt = this.cursorFailures.get(entry) ?? 0;
+        this.cursorFailures.set(entry, attempt + 1);
+        this.retryLater("catch-up", svcUser, err, attempt, () => {
+          if (this.users.get(entry.key) === entry) this.catchUp(entry, started);
+        });
+        continue;
+      } finally {
+        this.catchups.release();
+      }
+      this.cursorFailures.delete(entry);
+      if (this.users.get(entry.key) !== entry) continue;
+      // Live messages held since this node subscribed are new to its sockets, even when
+      // another node serving the same user already moved the shared cursor past them.
+      const first = entry.held?.[0];
+      entry.lastSeq = entry.safeSeq = first && first.prev < cursor ? first.prev : cursor;
+      this.catchUp(entry, started);
+    }
+  }
+
+  /** Reads what the user is missing from the stream, from its last delivered sequence. */
+  private async readUp(entry: UserEntry, started: number, gone: () => boolean): Promise<void> {
     const target: ReplayTarget = {
       floor: () => entry.lastSeq,
       send: (data, hint, seq, prev) => {
@@ -591,27 +656,11 @@ export class Gateway {
         entry.held = h;
       },
     };
-    return this.withRetry("catch-up", svcUser, () => this.users.get(entry.key) !== entry, async (gone) => {
-      if (entry.lastSeq < 0) {
-        await this.catchups.acquire();
-        let cursor: number;
-        try {
-          cursor = await this.mailbox!.loadCursor(svcUser);
-        } finally {
-          this.catchups.release();
-        }
-        if (gone()) return;
-        // Live messages held since this node subscribed are new to its sockets, even when
-        // another node serving the same user already moved the shared cursor past them.
-        const first = entry.held?.[0];
-        entry.lastSeq = entry.safeSeq = first && first.prev < cursor ? first.prev : cursor;
-      }
-      const read = await this.reader.read(svcUser, target, gone);
-      if (read < 0) return;
-      this.metrics.mailboxBacklogDelivered += read;
-      this.metrics.mailboxCatchups++;
-      this.metrics.mailboxCatchupSeconds += (performance.now() - started) / 1000;
-    });
+    const read = await this.reader.read(this.svcUser(entry), target, gone);
+    if (read < 0) return;
+    this.metrics.mailboxBacklogDelivered += read;
+    this.metrics.mailboxCatchups++;
+    this.metrics.mailboxCatchupSeconds += (performance.now() - started) / 1000;
   }
 
   /**
@@ -661,17 +710,14 @@ export class Gateway {
     try {
       if (!gone()) await run(gone);
     } catch (err) {
-      this.metrics.mailboxCatchupErrors++;
-      const wait = Math.min(250 * 2 ** attempt, 5_000);
-      log("warn", `mailbox ${what} failed; retrying`, { user: svcUser, retryInMs: wait, error: String(err) });
-      setTimeout(() => {
+      this.retryLater(what, svcUser, err, attempt, () => {
         if (!gone()) void this.withRetry(what, svcUser, gone, run, attempt + 1);
-      }, wait);
+      });
     } finally {
       // A reconnect storm leaves megabytes of spent JetStream replies that the runtime's
       // collector, judging by its own heap growth, may leave in place for a long time
       // (measured: 12.6 KB per user settled against 3 KB after a collection at 19k users).
-      if (++this.catchupsSinceGc >= GC_AFTER_CATCHUPS && this.reader.idle()) {
+      if (++this.catchupsSinceGc >= GC_AFTER_CATCHUPS && this.reader.idle() && this.cursorHead >= this.cursorQueue.length) {
         this.catchupsSinceGc = 0;
         if (this.transport.collectGarbage) {
           const t0 = performance.now();
@@ -680,6 +726,14 @@ export class Gateway {
         }
       }
     }
+  }
+
+  /** Counts and logs a failed mailbox read and tries it again with backoff. */
+  private retryLater(what: string, svcUser: string, err: unknown, attempt: number, again: () => void) {
+    this.metrics.mailboxCatchupErrors++;
+    const wait = Math.min(250 * 2 ** attempt, 5_000);
+    log("warn", `mailbox ${what} failed; retrying`, { user: svcUser, retryInMs: wait, error: String(err) });
+    setTimeout(again, wait);
   }
 
   /**
@@ -752,7 +806,7 @@ export class Gateway {
     for (const entry of this.users.values()) {
       if (entry.held) continue; // already catching up
       entry.held = [];
-      void this.catchUp(entry);
+      this.catchUp(entry);
     }
   }
 
