@@ -19,6 +19,7 @@ import { isUtf8 } from "./utf8.ts";
 import { errorFrame, messageFrame } from "./envelope.ts";
 import { type Held, HOLD_MAX, type ReplayTarget } from "./replay.ts";
 import { CatchupReader } from "./catchup.ts";
+import { removeUnordered } from "./unordered.ts";
 import { Rpc } from "./rpc.ts";
 
 /** Send outcome as the runtimes report it: >0 sent, -1 queued behind backpressure, 0 dropped. */
@@ -175,11 +176,7 @@ function removeConn(entry: UserEntry, conn: Conn): number {
     entry.conns = NO_CONNS; // code still holding the entry (a catch-up finishing) sees no socket
     return 0;
   }
-  const i = c.indexOf(conn);
-  if (i >= 0) {
-    c[i] = c[c.length - 1];
-    c.pop();
-  }
+  removeUnordered(c, conn);
   if (c.length === 1) entry.conns = c[0];
   return c.length;
 }

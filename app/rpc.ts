@@ -10,6 +10,7 @@ import { CLOSE } from "./close-codes.ts";
 import { errorFrame, frameBytes, idFrame, parseClientFrame } from "./envelope.ts";
 import type { Conn, Gateway } from "./gateway.ts";
 import { log } from "./log.ts";
+import { removeUnordered } from "./unordered.ts";
 import { isUtf8 } from "./utf8.ts";
 
 /** Ceiling on a requester's Ws-Timeout-Ms: bounds how long a forgotten request holds memory. */
@@ -71,11 +72,7 @@ export class Rpc {
     const subject = this.reqPrefix + svcUser;
     const w = this.watches.get(subject);
     if (w) {
-      const i = w.conns.indexOf(conn);
-      if (i >= 0) {
-        w.conns[i] = w.conns[w.conns.length - 1];
-        w.conns.pop();
-      }
+      removeUnordered(w.conns, conn);
       if (w.conns.length === 0) {
         this.watches.delete(subject);
         this.gw.broker.unwatch(w.handle);
@@ -198,11 +195,7 @@ export class Rpc {
     this.untrack(p);
     const link = this.links.get(conn);
     if (link) {
-      const i = link.reqs.indexOf(p);
-      if (i >= 0) {
-        link.reqs[i] = link.reqs[link.reqs.length - 1];
-        link.reqs.pop();
-      }
+      removeUnordered(link.reqs, p);
       this.dropIfIdle(conn, link);
     }
     const headers: Record<string, string> = { [HEADER.conn]: String(conn.id), [HEADER.node]: this.gw.config.nodeId };
@@ -398,11 +391,7 @@ export class Rpc {
     this.gw.metrics.requests.expired++;
     const link = this.links.get(t.conn);
     if (!link) return;
-    const i = link.reqs.indexOf(t);
-    if (i >= 0) {
-      link.reqs[i] = link.reqs[link.reqs.length - 1];
-      link.reqs.pop();
-    }
+    removeUnordered(link.reqs, t);
     this.dropIfIdle(t.conn, link);
   }
 }
