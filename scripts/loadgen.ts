@@ -522,14 +522,18 @@ function runWorker() {
   }
 
   const dec = new TextDecoder();
+  /** The bytes left over from the last read of this connection, followed by `chunk`. */
+  function withCarry(c: Conn, chunk: Uint8Array): Uint8Array {
+    if (!c.buf) return chunk;
+    const b = new Uint8Array(c.buf.length + chunk.length);
+    b.set(c.buf);
+    b.set(chunk, c.buf.length);
+    c.buf = null;
+    return b;
+  }
+
   function handshakeData(c: Conn, chunk: Uint8Array) {
-    let b = chunk;
-    if (c.buf) {
-      b = new Uint8Array(c.buf.length + chunk.length);
-      b.set(c.buf);
-      b.set(chunk, c.buf.length);
-      c.buf = null;
-    }
+    const b = withCarry(c, chunk);
     const end = indexOfCrlf2(b);
     if (end < 0) {
       if (b.length > 16384) fail(c, "bad_response", false);
@@ -574,13 +578,7 @@ function runWorker() {
   }
 
   function frames(c: Conn, chunk: Uint8Array, t: number) {
-    let d = chunk;
-    if (c.buf) {
-      d = new Uint8Array(c.buf.length + chunk.length);
-      d.set(c.buf);
-      d.set(chunk, c.buf.length);
-      c.buf = null;
-    }
+    const d = withCarry(c, chunk);
     const n = d.length;
     let off = 0;
     while (n - off >= 2) {
