@@ -30,6 +30,15 @@ for (const runtime of RUNTIMES) {
       if (nats) await stopNatsAndClean(nats);
     });
 
+    /** Publishes m0…m<count-1> to a user in batches of `batch`, 5 ms apart: a steady stream to cut into. */
+    async function publishPaced(user: string, count: number, batch: number) {
+      for (let sent = 0; sent < count; ) {
+        for (let i = 0; i < batch && sent < count; i++) pub(user, `m${sent++}`);
+        await nc.flush();
+        await Bun.sleep(5);
+      }
+    }
+
     /** Publishes a sentinel and waits for it: everything before it has then arrived, once. */
     async function settle(c: Client | Client[], user: string) {
       const all = Array.isArray(c) ? c : [c];
@@ -141,14 +150,7 @@ for (const runtime of RUNTIMES) {
     test("gateway kill -9 in the middle of a 1,000-message stream loses nothing and redelivers in order", async () => {
       const g1 = await startGateway(runtime, { env: { NATS_URL: nats.url, ...MAILBOX_ENV } });
       const first = await bunClient(g1.ws, { Cookie: cookie(svc, "crash") });
-      let sent = 0;
-      const publisher = (async () => {
-        while (sent < 1000) {
-          for (let i = 0; i < 25 && sent < 1000; i++) pub("crash", `m${sent++}`);
-          await nc.flush();
-          await Bun.sleep(5);
-        }
-      })();
+      const publisher = publishPaced("crash", 1000, 25);
       await waitFor("a third of the stream", () => first.received.length >= 300, 20_000);
       await g1.stop("SIGKILL");
       await publisher;
@@ -176,14 +178,7 @@ for (const runtime of RUNTIMES) {
       const g1 = await startGateway(runtime, { env: { NATS_URL: nats.url, ...MAILBOX_ENV } });
       const first = await wsPackageClient(g1.ws, { Cookie: cookie(svc, "env") }, "wsgate.v1");
       first.send(JSON.stringify({ type: "resume" }));
-      let sent = 0;
-      const publisher = (async () => {
-        while (sent < 600) {
-          for (let i = 0; i < 20 && sent < 600; i++) pub("env", `m${sent++}`);
-          await nc.flush();
-          await Bun.sleep(5);
-        }
-      })();
+      const publisher = publishPaced("env", 600, 20);
       await waitFor("part of the stream", () => first.received.length >= 150, 20_000);
       await g1.stop("SIGKILL");
       await publisher;
