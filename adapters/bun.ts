@@ -3,9 +3,9 @@
 import type { ServerWebSocket } from "bun";
 import { dlopen, FFIType } from "bun:ffi";
 import { readFileSync } from "node:fs";
-import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExit, type Transport } from "../app/server.ts";
-import { log } from "../app/log.ts";
-import { SUBPROTOCOL } from "../app/envelope.ts";
+import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExit, type Transport } from "../app/startup.ts";
+import { log } from "../app/ops/log.ts";
+import { SUBPROTOCOL } from "../app/envelope/frames.ts";
 import { guardAccept } from "./accept-guard.ts";
 
 const config = configOrExit(process.env, (code) => process.exit(code));

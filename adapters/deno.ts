@@ -1,8 +1,8 @@
 // Deno runtime: Deno.serve with Deno.upgradeWebSocket. Hono decides the upgrade; the
 // socket events call the Gateway directly with the socket's one data object.
-import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExit, type Transport } from "../app/server.ts";
-import { log } from "../app/log.ts";
-import { SUBPROTOCOL } from "../app/envelope.ts";
+import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExit, type Transport } from "../app/startup.ts";
+import { log } from "../app/ops/log.ts";
+import { SUBPROTOCOL } from "../app/envelope/frames.ts";
 
 const config = configOrExit(Deno.env.toObject(), (code) => Deno.exit(code));
 

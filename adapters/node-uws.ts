@@ -5,9 +5,9 @@ import { STATUS_CODES } from "node:http";
 // The package is CommonJS whose exports Node cannot detect statically: only the default import works.
 import uWS from "@trufflesuite/uws-js-unofficial";
 import type { HttpRequest, HttpResponse, us_listen_socket, us_socket_context_t, WebSocket } from "@trufflesuite/uws-js-unofficial";
-import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExit, type Transport } from "../app/server.ts";
-import { log } from "../app/log.ts";
-import { SUBPROTOCOL } from "../app/envelope.ts";
+import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExit, type Transport } from "../app/startup.ts";
+import { log } from "../app/ops/log.ts";
+import { SUBPROTOCOL } from "../app/envelope/frames.ts";
 import { guardAccept } from "./accept-guard.ts";
 
 /** uWS copies these properties onto the socket object, so keep exactly one. */

@@ -2,7 +2,7 @@
 // request/reply both ways, reconnect with full-jitter backoff and resume from the last
 // message seen. No dependencies: it runs on the runtime's own WebSocket (browsers,
 // Bun, Deno, Node 22+), or on one passed in (Node 20: the `ws` package).
-import { CLOSE } from "../app/close-codes.ts";
+import { CLOSE } from "../protocol/close-codes.ts";
 
 export const SUBPROTOCOL = "wsgate.v1";
 

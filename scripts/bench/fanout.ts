@@ -41,9 +41,9 @@ import {
   argInt, cpuSeconds, treeCpuSeconds, fmt, installCleanup, Loadgen, log, machineBusySeconds, median, type Nats, runDir, runPublisher,
   purgeStream, ratio, warnIfBusy, type Server, sleep, startGateway, startNats, startNodeGatewayWith, startRef, table, waitCatchups, waitMetrics,
 } from "./lib.ts";
-import { loadConfig } from "../../app/config.ts";
-import { MailboxStore } from "../../app/mailbox.ts";
-import { subjects } from "../../app/subjects.ts";
+import { loadConfig } from "../../app/ops/config.ts";
+import { MailboxStore } from "../../app/mailbox/store.ts";
+import { subjects } from "../../app/core/subjects.ts";
 
 /** What `npm run bench` runs. */
 export const FANOUT_TARGETS = ["wsgate", "wsgate-mbfull", "wsgate-nomb", "ref-bun-nats", "ref-bun-js"] as const;

@@ -33,7 +33,7 @@
 // next_by_subj) makes the server scan past every other user's messages in between, about 1 ms a
 // get with 10,000 users' backlogs interleaved: per-user reads made this storm take ~4 minutes.
 // The gateway now shares one ordered read of the stream among the users that wait at once
-// (app/catchup.ts); the gateway's debug log (WSGATE_LOG_LEVEL=debug) shows each shared read.
+// (app/mailbox/catchup.ts); the gateway's debug log (WSGATE_LOG_LEVEL=debug) shows each shared read.
 //
 //   bun scripts/bench/mailbox-storm.ts [--users 10000] [--backlog 20] [--size 64] [--concurrency 1000] [--timeout 900]
 import { parseArgs } from "node:util";

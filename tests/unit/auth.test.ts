@@ -3,10 +3,10 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { OriginPolicy, ServiceToken } from "../../app/access.ts";
-import { Auth, identityFromClaims, KeyError } from "../../app/auth.ts";
-import { readCookie } from "../../app/identity.ts";
-import { loadConfig } from "../../app/config.ts";
+import { OriginPolicy, ServiceToken } from "../../app/security/access.ts";
+import { Auth, identityFromClaims, KeyError } from "../../app/security/auth.ts";
+import { readCookie } from "../../app/security/identity.ts";
+import { loadConfig } from "../../app/ops/config.ts";
 import { claims, hsSigner, type KeySet, makeKeys, now, SECRET, sign, unsigned } from "../helpers/security.ts";
 
 let keys: KeySet;

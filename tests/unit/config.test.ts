@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { ConfigError, loadConfig } from "../../app/config.ts";
+import { ConfigError, loadConfig } from "../../app/ops/config.ts";
 
 test("defaults", () => {
   const c = loadConfig({});

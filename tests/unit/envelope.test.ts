@@ -1,6 +1,6 @@
 // The wsgate.v1 client frame schemas and the frames the gateway builds.
 import { expect, test } from "bun:test";
-import { frameBytes, idFrame, parseClientFrame } from "../../app/envelope.ts";
+import { frameBytes, idFrame, parseClientFrame } from "../../app/envelope/frames.ts";
 
 test("accepts each client frame type, with defaults for the optional fields", () => {
   expect(parseClientFrame('{"type":"message","data":"hi"}')).toEqual({ type: "message", data: "hi" });

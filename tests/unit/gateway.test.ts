@@ -1,9 +1,9 @@
 // The core against a recording transport and the embedded broker: fan-out, lifecycle,
 // limits, without any runtime in between.
 import { expect, test } from "bun:test";
-import { EmbeddedBroker } from "../../app/broker-embedded.ts";
-import { loadConfig } from "../../app/config.ts";
-import { type Conn, Gateway, type Transport } from "../../app/gateway.ts";
+import { EmbeddedBroker } from "../../app/broker/embedded.ts";
+import { loadConfig } from "../../app/ops/config.ts";
+import { type Conn, Gateway, type Transport } from "../../app/core/gateway.ts";
 
 type Sock = { sent: (string | Uint8Array)[]; closed?: number };
 

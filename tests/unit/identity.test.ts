@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { identityFromCookies } from "../../app/identity.ts";
+import { identityFromCookies } from "../../app/security/identity.ts";
 
 test("reads service and user cookies, decoded", () => {
   expect(identityFromCookies("service=s1; user=u1")).toEqual({ svc: "s1", user: "u1" });

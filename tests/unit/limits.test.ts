@@ -1,10 +1,10 @@
 // Limits on the hot paths, against the core with a recording transport and the embedded broker.
 import { expect, test } from "bun:test";
-import { EmbeddedBroker } from "../../app/broker-embedded.ts";
-import { loadConfig } from "../../app/config.ts";
-import { Deadlines } from "../../app/deadlines.ts";
-import { type Conn, Gateway, type Transport } from "../../app/gateway.ts";
-import { RateGate, takeMessage } from "../../app/limits.ts";
+import { EmbeddedBroker } from "../../app/broker/embedded.ts";
+import { loadConfig } from "../../app/ops/config.ts";
+import { Deadlines } from "../../app/core/deadlines.ts";
+import { type Conn, Gateway, type Transport } from "../../app/core/gateway.ts";
+import { RateGate, takeMessage } from "../../app/core/limits.ts";
 import { waitFor } from "../helpers/procs.ts";
 
 type Sock = { sent: (string | Uint8Array)[]; closed?: number; reason?: string; terminated?: boolean; buffered: number };

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { headers as natsHeaders, Match } from "@nats-io/transport-node";
-import { type HeaderScan, scanHeaders } from "../../app/broker-nats.ts";
-import { parseFrameHint } from "../../app/broker.ts";
+import { type HeaderScan, scanHeaders } from "../../app/broker/nats.ts";
+import { parseFrameHint } from "../../app/broker/broker.ts";
 
 const enc = new TextEncoder();
 function scan(block: string, payload = "payload"): HeaderScan {

@@ -3,15 +3,15 @@
 // subject-safe pattern comes out, and no input changes another user's routing.
 import { expect, test } from "bun:test";
 import fc from "fast-check";
-import { OriginPolicy } from "../../app/access.ts";
-import { Auth, identityFromClaims } from "../../app/auth.ts";
-import { EmbeddedBroker } from "../../app/broker-embedded.ts";
-import { parseFrameHint } from "../../app/broker.ts";
-import { loadConfig } from "../../app/config.ts";
-import { parseClientFrame } from "../../app/envelope.ts";
-import { type Conn, Gateway, type Transport } from "../../app/gateway.ts";
-import { type Identity, type IdentityError, identityFromCookies, readCookie } from "../../app/identity.ts";
-import { ID_PATTERN } from "../../app/subjects.ts";
+import { OriginPolicy } from "../../app/security/access.ts";
+import { Auth, identityFromClaims } from "../../app/security/auth.ts";
+import { EmbeddedBroker } from "../../app/broker/embedded.ts";
+import { parseFrameHint } from "../../app/broker/broker.ts";
+import { loadConfig } from "../../app/ops/config.ts";
+import { parseClientFrame } from "../../app/envelope/frames.ts";
+import { type Conn, Gateway, type Transport } from "../../app/core/gateway.ts";
+import { type Identity, type IdentityError, identityFromCookies, readCookie } from "../../app/security/identity.ts";
+import { ID_PATTERN } from "../../app/core/subjects.ts";
 import { hsSigner, now, SECRET, sign } from "../helpers/security.ts";
 
 const SUBJECT_SAFE = /^[A-Za-z0-9_-]{1,64}$/;

@@ -1,9 +1,9 @@
 // Request/reply bookkeeping in the core, against the embedded broker and a recording
 // transport: who is asked, the per-connection bounds, timeouts, and what is left behind.
 import { expect, test } from "bun:test";
-import { EmbeddedBroker } from "../../app/broker-embedded.ts";
-import { loadConfig } from "../../app/config.ts";
-import { type Conn, Gateway, type Transport } from "../../app/gateway.ts";
+import { EmbeddedBroker } from "../../app/broker/embedded.ts";
+import { loadConfig } from "../../app/ops/config.ts";
+import { type Conn, Gateway, type Transport } from "../../app/core/gateway.ts";
 
 type Sock = { sent: string[]; closed?: number };
 

@@ -1,7 +1,7 @@
 // The client SDK against a scripted socket: resume first, sequence filtering, the
 // close-code table, full-jitter backoff, and request/reply bookkeeping.
 import { afterEach, expect, test } from "bun:test";
-import { CLOSE } from "../../app/close-codes.ts";
+import { CLOSE } from "../../protocol/close-codes.ts";
 import { type ClientOptions, connect, reconnects, type WebSocketLike, type WsgateClient } from "../../sdk/client.ts";
 import { waitFor } from "../helpers/procs.ts";
 

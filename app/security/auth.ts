@@ -12,9 +12,9 @@ import {
   jwtVerify,
   type JWTVerifyGetKey,
 } from "jose";
-import type { Config } from "./config.ts";
+import type { Config } from "../ops/config.ts";
 import { type Identity, type IdentityError, identityFromCookies, readCookie } from "./identity.ts";
-import { ID_PATTERN } from "./subjects.ts";
+import { ID_PATTERN } from "../core/subjects.ts";
 
 /** Asymmetric algorithms accepted with WSGATE_JWT_PUBLIC_KEY; HS256 only with WSGATE_JWT_SECRET. */
 export const PUBLIC_KEY_ALGORITHMS = ["EdDSA", "ES256", "RS256"] as const;

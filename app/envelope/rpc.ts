@@ -5,13 +5,13 @@
 // envelope connection on this node (one queue subscription and one small record); a
 // connection gets a record only while it has requests or calls in flight. Timeouts are
 // swept by one interval that runs only while something waits, never a timer per request.
-import { type FrameHint, HEADER } from "./broker.ts";
-import { CLOSE } from "./close-codes.ts";
-import { errorFrame, frameBytes, idFrame, parseClientFrame } from "./envelope.ts";
-import type { Conn, Gateway } from "./gateway.ts";
-import { log } from "./log.ts";
-import { removeUnordered } from "./unordered.ts";
-import { isUtf8 } from "./utf8.ts";
+import { type FrameHint, HEADER } from "../broker/broker.ts";
+import { CLOSE } from "../../protocol/close-codes.ts";
+import { errorFrame, frameBytes, idFrame, parseClientFrame } from "./frames.ts";
+import type { Conn, Gateway } from "../core/gateway.ts";
+import { log } from "../ops/log.ts";
+import { removeUnordered } from "../core/unordered.ts";
+import { isUtf8 } from "../core/utf8.ts";
 
 /** Ceiling on a requester's Ws-Timeout-Ms: bounds how long a forgotten request holds memory. */
 export const MAX_REQUEST_TIMEOUT_MS = 10 * 60_000;

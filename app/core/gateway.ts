@@ -3,24 +3,24 @@
 //   broker message → deliver() → every socket of that user, fanned out in memory
 // A node holds one broker subscription per (svc, user) it serves, made on the
 // user's first connection and dropped with the last.
-import type { Broker, BrokerState, FrameHint } from "./broker.ts";
-import { HEADER } from "./broker.ts";
-import { CLOSE, type CloseCode } from "./close-codes.ts";
-import type { Config } from "./config.ts";
-import type { Identity } from "./identity.ts";
-import { log } from "./log.ts";
+import type { Broker, BrokerState, FrameHint } from "../broker/broker.ts";
+import { HEADER } from "../broker/broker.ts";
+import { CLOSE, type CloseCode } from "../../protocol/close-codes.ts";
+import type { Config } from "../ops/config.ts";
+import type { Identity } from "../security/identity.ts";
+import { log } from "../ops/log.ts";
 import { Deadlines } from "./deadlines.ts";
 import { overBuffer, takeMessage } from "./limits.ts";
-import { Limiter, MailboxStore } from "./mailbox.ts";
-import type { Security } from "./security.ts";
-import { Metrics } from "./metrics.ts";
+import { Limiter, MailboxStore } from "../mailbox/store.ts";
+import type { Security } from "../security/security.ts";
+import { Metrics } from "../ops/metrics.ts";
 import { subjects } from "./subjects.ts";
 import { isUtf8 } from "./utf8.ts";
-import { errorFrame, messageFrame } from "./envelope.ts";
-import { type Held, HOLD_MAX, type ReplayTarget } from "./replay.ts";
-import { CatchupReader } from "./catchup.ts";
+import { errorFrame, messageFrame } from "../envelope/frames.ts";
+import { type Held, HOLD_MAX, type ReplayTarget } from "../mailbox/replay.ts";
+import { CatchupReader } from "../mailbox/catchup.ts";
 import { removeUnordered } from "./unordered.ts";
-import { Rpc } from "./rpc.ts";
+import { Rpc } from "../envelope/rpc.ts";
 
 /** Send outcome as the runtimes report it: >0 sent, -1 queued behind backpressure, 0 dropped. */
 export type SendStatus = number;

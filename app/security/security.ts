@@ -3,8 +3,8 @@
 // node-wide upgrade rate (limits.ts). Routes consult it; the hot paths never do.
 import { OriginPolicy, ServiceToken } from "./access.ts";
 import { Auth, KeyError, type ReadTextFile } from "./auth.ts";
-import type { Config } from "./config.ts";
-import { RateGate } from "./limits.ts";
+import type { Config } from "../ops/config.ts";
+import { RateGate } from "../core/limits.ts";
 
 export type Tls = { cert: string; key: string };
 

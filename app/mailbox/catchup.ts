@@ -4,8 +4,8 @@
 // with the square of the users. When many reads wait at once, one ordered read of the
 // stream range they need is shared by all of them instead (about 200k messages a second),
 // and each user's read ends with only its held live messages left to join.
-import { HEADER, parseFrameHint } from "./broker.ts";
-import type { Limiter, MailboxStore } from "./mailbox.ts";
+import { HEADER, parseFrameHint } from "../broker/broker.ts";
+import type { Limiter, MailboxStore } from "./store.ts";
 import { replay, type ReplayTarget } from "./replay.ts";
 
 /** Below this many waiting reads, per-user gets cost less than a shared pass. */

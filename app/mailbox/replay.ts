@@ -1,8 +1,8 @@
 // Reading one user's messages from the mailbox stream and joining them with the live
 // messages held meanwhile, in sequence order, with nothing twice. Used for a user's
 // catch-up on a node (all its sockets) and for one envelope socket's resume.
-import { type FrameHint, HEADER, parseFrameHint } from "./broker.ts";
-import type { MailboxStore } from "./mailbox.ts";
+import { type FrameHint, HEADER, parseFrameHint } from "../broker/broker.ts";
+import type { MailboxStore } from "./store.ts";
 
 /** A live message held back while the stream is read. */
 export type Held = { data: Uint8Array; hint: FrameHint; seq: number; prev: number };

@@ -1,18 +1,18 @@
 // Wires config, broker, gateway and routes together. Each adapter calls this once.
-import { EmbeddedBroker } from "./broker-embedded.ts";
-import { NatsBroker } from "./broker-nats.ts";
-import { type Config, ConfigError, loadConfig } from "./config.ts";
-import { Gateway, type Transport } from "./gateway.ts";
-import { log, setLogLevel } from "./log.ts";
-import { MailboxStore } from "./mailbox.ts";
-import { embeddedRoutes, routes } from "./routes.ts";
-import { Auth, KeyError, type ReadTextFile } from "./auth.ts";
-import { loadSecrets, type Secrets, Security } from "./security.ts";
+import { EmbeddedBroker } from "./broker/embedded.ts";
+import { NatsBroker } from "./broker/nats.ts";
+import { type Config, ConfigError, loadConfig } from "./ops/config.ts";
+import { Gateway, type Transport } from "./core/gateway.ts";
+import { log, setLogLevel } from "./ops/log.ts";
+import { MailboxStore } from "./mailbox/store.ts";
+import { embeddedRoutes, routes } from "./http/routes.ts";
+import { Auth, KeyError, type ReadTextFile } from "./security/auth.ts";
+import { loadSecrets, type Secrets, Security } from "./security/security.ts";
 
-export type { Conn, Transport } from "./gateway.ts";
-export { Gateway } from "./gateway.ts";
-export type { UpgradeEnv } from "./routes.ts";
-export type { Secrets, Tls } from "./security.ts";
+export type { Conn, Transport } from "./core/gateway.ts";
+export { Gateway } from "./core/gateway.ts";
+export type { UpgradeEnv } from "./http/routes.ts";
+export type { Secrets, Tls } from "./security/security.ts";
 
 /** Reads the config; on a bad value prints the one line and exits with status 2. */
 export function configOrExit(env: Record<string, string | undefined>, exit: (code: number) => never): Config {

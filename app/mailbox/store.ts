@@ -8,9 +8,9 @@
 //    second stream holding one message per subject (a KV bucket in all but name).
 import { DeliverPolicy, jetstream, type JetStreamClient, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import type { MsgHdrs, NatsConnection } from "@nats-io/transport-node";
-import type { MailboxConfig } from "./config.ts";
-import type { Subjects } from "./subjects.ts";
-import { log } from "./log.ts";
+import type { MailboxConfig } from "../ops/config.ts";
+import type { Subjects } from "../core/subjects.ts";
+import { log } from "../ops/log.ts";
 
 const NS_PER_S = 1_000_000_000;
 const decoder = new TextDecoder();

@@ -2,10 +2,10 @@
 // answer. It takes the same path as a NATS request to <prefix>.req.<svc>.<user> (and is
 // the only way to make one in embedded mode), so it reaches the user on any node.
 import type { Hono } from "hono";
-import { HEADER } from "./broker.ts";
-import type { Gateway } from "./gateway.ts";
-import { MAX_REQUEST_TIMEOUT_MS } from "./rpc.ts";
-import { ID_PATTERN } from "./subjects.ts";
+import { HEADER } from "../broker/broker.ts";
+import type { Gateway } from "../core/gateway.ts";
+import { MAX_REQUEST_TIMEOUT_MS } from "../envelope/rpc.ts";
+import { ID_PATTERN } from "../core/subjects.ts";
 
 /** As the publish route: NATS's default max_payload. */
 const MAX_BODY = 1024 * 1024;

@@ -1,7 +1,7 @@
 // Development-mode identity: plain `service` and `user` cookies.
 // Both become NATS subject tokens, so they are checked after decoding and refused
 // before any upgrade when they could widen a subscription (dots, wildcards, spaces).
-import { ID_PATTERN } from "./subjects.ts";
+import { ID_PATTERN } from "../core/subjects.ts";
 
 /** `exp` (seconds since the epoch) is set when the identity came from a token that expires. */
 export type Identity = { svc: string; user: string; exp?: number };

@@ -3,7 +3,7 @@ import { connect, createInbox, headers as natsHeaders, Match } from "@nats-io/tr
 import type { Msg, MsgCallback, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Broker, BrokerHooks, BrokerState, FrameHint } from "./broker.ts";
 import { HEADER, parseFrameHint } from "./broker.ts";
-import { log } from "./log.ts";
+import { log } from "../ops/log.ts";
 
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 5_000;

@@ -2,7 +2,7 @@
 // socket whose peer never finished a close handshake. Connections due in the same
 // second share one array; one interval runs only while any deadline is pending.
 import type { Conn } from "./gateway.ts";
-import { log } from "./log.ts";
+import { log } from "../ops/log.ts";
 
 export class Deadlines {
   private readonly t0 = Date.now();

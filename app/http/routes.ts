@@ -4,14 +4,14 @@
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Context } from "hono";
-import type { EmbeddedBroker } from "./broker-embedded.ts";
-import { HEADER } from "./broker.ts";
-import type { Conn, Gateway } from "./gateway.ts";
-import { type Identity, type IdentityError, isIdentityError } from "./identity.ts";
-import { Auth } from "./auth.ts";
-import { Security } from "./security.ts";
-import { ID_PATTERN } from "./subjects.ts";
-import { SUBPROTOCOL, toBase64 } from "./envelope.ts";
+import type { EmbeddedBroker } from "../broker/embedded.ts";
+import { HEADER } from "../broker/broker.ts";
+import type { Conn, Gateway } from "../core/gateway.ts";
+import { type Identity, type IdentityError, isIdentityError } from "../security/identity.ts";
+import { Auth } from "../security/auth.ts";
+import { Security } from "../security/security.ts";
+import { ID_PATTERN } from "../core/subjects.ts";
+import { SUBPROTOCOL, toBase64 } from "../envelope/frames.ts";
 import { requestRoutes } from "./rpc-routes.ts";
 
 /** Per request, the adapter says how to upgrade on its runtime. */
