@@ -15,11 +15,11 @@ import { Limiter, MailboxStore } from "../mailbox/store.ts";
 import type { Security } from "../security/security.ts";
 import { Metrics } from "../ops/metrics.ts";
 import { subjects } from "./subjects.ts";
-import { isUtf8 } from "./utf8.ts";
+import { isUtf8 } from "../util/utf8.ts";
 import { errorFrame, messageFrame } from "../envelope/frames.ts";
 import { type Held, HOLD_MAX, type ReplayTarget } from "../mailbox/replay.ts";
 import { CatchupReader } from "../mailbox/catchup.ts";
-import { removeUnordered } from "./unordered.ts";
+import { removeUnordered } from "../util/unordered.ts";
 import { Rpc } from "../envelope/rpc.ts";
 
 /** Send outcome as the runtimes report it: >0 sent, -1 queued behind backpressure, 0 dropped. */

@@ -10,8 +10,8 @@ import { CLOSE } from "../../protocol/close-codes.ts";
 import { errorFrame, frameBytes, idFrame, parseClientFrame } from "./frames.ts";
 import type { Conn, Gateway } from "../core/gateway.ts";
 import { log } from "../ops/log.ts";
-import { removeUnordered } from "../core/unordered.ts";
-import { isUtf8 } from "../core/utf8.ts";
+import { removeUnordered } from "../util/unordered.ts";
+import { isUtf8 } from "../util/utf8.ts";
 
 /** Ceiling on a requester's Ws-Timeout-Ms: bounds how long a forgotten request holds memory. */
 export const MAX_REQUEST_TIMEOUT_MS = 10 * 60_000;

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { isUtf8 } from "../../app/core/utf8.ts";
+import { isUtf8 } from "../../app/util/utf8.ts";
 
 test("valid UTF-8 is text, anything else is not", () => {
   const enc = new TextEncoder();
