@@ -31,7 +31,23 @@ export interface Broker {
   request(subject: string, data: Uint8Array, headers: Record<string, string>, token: string): void;
   /** Flushes what is in flight and closes. */
   close(): Promise<void>;
+  /**
+   * Cluster plumbing (app/cluster): a handler for every message on `subject` (NATS wildcards
+   * allowed), kept across reconnects until the returned function is called. With `queue`,
+   * the listeners sharing that group split the messages: one receives each.
+   */
+  listen(subject: string, handler: Listener, queue?: string): () => void;
+  /** A publish whose receivers answer to `reply` (a subject under newInbox()). */
+  publishReply(subject: string, data: Uint8Array, reply: string): void;
+  /** A subject prefix no other client replies under: `<inbox>.<token>` reaches only this broker's listeners. */
+  newInbox(): string;
 }
+
+/** A cluster message: `reply` is "" when the sender expects no answer. */
+export type Listener = (subject: string, data: Uint8Array, reply: string, headers: HeaderLookup) => void;
+
+/** Reads one header of a cluster message (case-insensitive); null when absent. */
+export type HeaderLookup = (name: string) => string | null;
 
 export type BrokerHooks = {
   deliver: Deliver;

@@ -1,7 +1,7 @@
 // NATS broker: one core subscription per served user subject, shared delivery callback.
 import { connect, createInbox, headers as natsHeaders, Match } from "@nats-io/transport-node";
 import type { Msg, MsgCallback, NatsConnection, Subscription } from "@nats-io/transport-node";
-import type { Broker, BrokerHooks, BrokerState, FrameHint } from "./broker.ts";
+import type { Broker, BrokerHooks, BrokerState, FrameHint, Listener } from "./broker.ts";
 import { HEADER, parseFrameHint } from "./broker.ts";
 import { log } from "../ops/log.ts";
 
@@ -117,6 +117,7 @@ export class NatsBroker implements Broker {
         this.nc = nc;
         this.lean = leanProtocol(nc);
         this.hooks.rewatchAll();
+        this.relisten(nc);
         this.setState("connected");
         void this.watchStatus(nc);
         const err = await nc.closed();
@@ -236,6 +237,44 @@ export class NatsBroker implements Broker {
       }
     }
     this.setState("closed");
+  }
+
+  // Cluster plumbing (app/cluster). Listeners outlive a connection: each new one subscribes them again.
+  private listeners = new Set<{ subject: string; handler: Listener; queue: string | undefined; sub: Subscription | null }>();
+
+  listen(subject: string, handler: Listener, queue?: string): () => void {
+    const l = { subject, handler, queue, sub: null as Subscription | null };
+    this.listeners.add(l);
+    if (this.nc) this.subscribeListener(this.nc, l);
+    return () => {
+      this.listeners.delete(l);
+      if (l.sub && !l.sub.isClosed()) l.sub.unsubscribe();
+    };
+  }
+
+  private relisten(nc: NatsConnection) {
+    for (const l of this.listeners) this.subscribeListener(nc, l);
+  }
+
+  private subscribeListener(nc: NatsConnection, l: { subject: string; handler: Listener; queue: string | undefined; sub: Subscription | null }) {
+    l.sub = nc.subscribe(l.subject, {
+      queue: l.queue,
+      callback: (err, msg) => {
+        if (err) return;
+        const h = msg.headers;
+        l.handler(msg.subject, msg.data, msg.reply ?? "", (name) => h?.get(name, Match.IgnoreCase) || null);
+      },
+    });
+  }
+
+  publishReply(subject: string, data: Uint8Array, reply: string) {
+    const nc = this.nc;
+    if (!nc) throw new Error("nats is not connected");
+    nc.publish(subject, data, { reply });
+  }
+
+  newInbox(): string {
+    return createInbox();
   }
 }
 

@@ -1,0 +1,98 @@
+// Lifecycle events: connect and disconnect for every socket, online and offline for a
+// user's first and last socket anywhere in the cluster, as JSON on
+// <prefix>.events.<svc>.<user>. The JSON is only built when someone can hear it.
+//
+// Online/offline across nodes (README "Guarantees"): a node adds the user locally first,
+// then asks every live node for its `since` of that user; it says `online` only if no node
+// holds the user with an earlier (since, node) pair, so of two concurrent first sockets
+// exactly one wins. For offline a node removes the user locally first (nodes never report a
+// removed user), then asks; it says `offline` only if no node holds the user. Two last
+// sockets closing at once on two nodes may both say offline; never neither. A node that
+// does not answer within the scatter bound counts as not holding the user.
+import type { Broker } from "../broker/broker.ts";
+import { log } from "../ops/log.ts";
+import type { ClosedBy, ConnHooks, ConnRef, LocalNode } from "./local.ts";
+import type { Scatter } from "./scatter.ts";
+import type { ClusterSubjects } from "./subjects.ts";
+
+/** The query a node answers for the online check: its earliest socket's `since`, or null. */
+export const SINCE_OP = "since";
+
+const encoder = new TextEncoder();
+
+export class Events implements ConnHooks {
+  /** per user, the online/offline check in flight: they run in order, one at a time */
+  private checks = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly subjects: ClusterSubjects,
+    private readonly local: LocalNode,
+    private readonly scatter: Scatter,
+    /** whether anyone can hear a service's events (embedded: an SSE stream is open) */
+    private readonly heard: (svc: string) => boolean,
+  ) {}
+
+  opened(c: ConnRef, first: boolean) {
+    if (!this.heard(c.svc)) return;
+    this.emit(c.svc, c.user, `{"event":"connect","svc":"${c.svc}","user":"${c.user}","conn":"${c.connId}","node":"${this.local.nodeId}","time":"${iso()}","envelope":${c.envelope}}`);
+    if (first) this.check(c.svc, c.user, () => this.online(c.svc, c.user, c.connId, c.since));
+  }
+
+  closed(c: ConnRef, last: boolean, code: number, reason: string, closedBy: ClosedBy) {
+    if (!this.heard(c.svc)) return;
+    const openMs = Math.max(0, Date.now() - c.since);
+    this.emit(
+      c.svc,
+      c.user,
+      `{"event":"disconnect","svc":"${c.svc}","user":"${c.user}","conn":"${c.connId}","node":"${this.local.nodeId}","time":"${iso()}","code":${code},"reason":${JSON.stringify(reason)},"closedBy":"${closedBy}","openMs":${openMs},"framesIn":${c.framesIn},"framesOut":${c.framesOut}}`,
+    );
+    if (last) this.check(c.svc, c.user, () => this.offline(c.svc, c.user, c.connId));
+  }
+
+  /** The answer to SINCE_OP: the user's earliest socket here. */
+  since(svc: string, user: string): number | null {
+    const conns = this.local.connections(svc, user);
+    if (conns.length === 0) return null;
+    let min = conns[0].since;
+    for (const c of conns) if (c.since < min) min = c.since;
+    return min;
+  }
+
+  private check(svc: string, user: string, run: () => Promise<void>) {
+    const key = svc + "." + user;
+    const next = (this.checks.get(key) ?? Promise.resolve()).then(run).catch((err) => log("warn", "online/offline check failed", { svc, user, error: String(err) }));
+    this.checks.set(key, next);
+    void next.then(() => {
+      if (this.checks.get(key) === next) this.checks.delete(key);
+    });
+  }
+
+  private async online(svc: string, user: string, conn: string, since: number) {
+    const me = this.local.nodeId;
+    const g = await this.scatter.ask({ op: SINCE_OP, args: { svc, user }, payload: null });
+    for (const a of g.answers) {
+      if (a.node === me || typeof a.value !== "number") continue;
+      if (a.value < since || (a.value === since && a.node < me)) return; // an earlier holder said online
+    }
+    this.emit(svc, user, `{"event":"online","svc":"${svc}","user":"${user}","conn":"${conn}","node":"${me}","time":"${iso()}"}`);
+  }
+
+  private async offline(svc: string, user: string, conn: string) {
+    const g = await this.scatter.ask({ op: SINCE_OP, args: { svc, user }, payload: null });
+    for (const a of g.answers) if (typeof a.value === "number") return; // still held somewhere (maybe here again)
+    this.emit(svc, user, `{"event":"offline","svc":"${svc}","user":"${user}","conn":"${conn}","node":"${this.local.nodeId}","time":"${iso()}"}`);
+  }
+
+  private emit(svc: string, user: string, json: string) {
+    try {
+      this.broker.publish(this.subjects.events(svc, user), encoder.encode(json));
+    } catch {
+      // broker away: events are live-only, like every cluster message
+    }
+  }
+}
+
+function iso(): string {
+  return new Date().toISOString();
+}
