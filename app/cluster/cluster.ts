@@ -61,6 +61,11 @@ export class Cluster {
     this.members.announceNow();
   }
 
+  /** Resolves when every online/offline check this node started has published. */
+  settled(): Promise<void> {
+    return this.events?.settled() ?? Promise.resolve();
+  }
+
   /** Leaves the cluster (after a drain, or at stop): peers drop this node at once. */
   leave() {
     this.members.leave();

@@ -35,14 +35,14 @@ export class Events implements ConnHooks {
 
   opened(c: ConnRef, first: boolean) {
     if (!this.heard(c.svc)) return;
-    this.emit(c.svc, c.user, `{"event":"connect","svc":"${c.svc}","user":"${c.user}","conn":"${c.connId}","node":"${this.local.nodeId}","time":"${iso()}","envelope":${c.envelope}}`);
+    this.emitInOrder(c.svc, c.user, `{"event":"connect","svc":"${c.svc}","user":"${c.user}","conn":"${c.connId}","node":"${this.local.nodeId}","time":"${iso()}","envelope":${c.envelope}}`);
     if (first) this.check(c.svc, c.user, () => this.online(c.svc, c.user, c.connId, c.since));
   }
 
   closed(c: ConnRef, last: boolean, code: number, reason: string, closedBy: ClosedBy) {
     if (!this.heard(c.svc)) return;
     const openMs = Math.max(0, Date.now() - c.since);
-    this.emit(
+    this.emitInOrder(
       c.svc,
       c.user,
       `{"event":"disconnect","svc":"${c.svc}","user":"${c.user}","conn":"${c.connId}","node":"${this.local.nodeId}","time":"${iso()}","code":${code},"reason":${JSON.stringify(reason)},"closedBy":"${closedBy}","openMs":${openMs},"framesIn":${c.framesIn},"framesOut":${c.framesOut}}`,
@@ -57,6 +57,19 @@ export class Events implements ConnHooks {
     let min = conns[0].since;
     for (const c of conns) if (c.since < min) min = c.since;
     return min;
+  }
+
+  /** Resolves once no online/offline check is in flight (drain waits for it before leaving). */
+  async settled(): Promise<void> {
+    while (this.checks.size) await Promise.all([...this.checks.values()]);
+  }
+
+  /** A user's events leave this node in order: behind an online/offline check still running. */
+  private emitInOrder(svc: string, user: string, json: string) {
+    if (this.checks.size === 0) return this.emit(svc, user, json);
+    const key = svc + "." + user;
+    if (this.checks.has(key)) this.check(svc, user, async () => this.emit(svc, user, json));
+    else this.emit(svc, user, json);
   }
 
   private check(svc: string, user: string, run: () => Promise<void>) {

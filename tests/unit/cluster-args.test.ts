@@ -1,0 +1,42 @@
+import { expect, test } from "bun:test";
+import { badIds, parseMode, parsePage } from "../../app/cluster/args.ts";
+import { connIds, nodeOf } from "../../app/cluster/connid.ts";
+import { decodeQuery, encodeQuery } from "../../app/cluster/scatter.ts";
+
+test("cluster args - a bad id is refused naming the part", () => {
+  expect(badIds({ svc: "s", user: "a.b" })?.error).toBe("user must match ^[A-Za-z0-9_-]{1,64}$");
+  expect(badIds({ svc: "*", user: "u" })?.error).toStartWith("svc must match");
+  expect(badIds({ svc: "s", user: "u", conn: "n1" })?.error).toStartWith("conn must be <node>.<n>");
+  expect(badIds({ svc: "s", user: "u", conn: "n1.a.b" })?.error).toStartWith("conn must be");
+  expect(badIds({ svc: "s", user: "u", conn: "n1.abc-1" })).toBeNull();
+});
+
+test("cluster args - limit past the cap, a zero limit and a bad after are 400s; defaults apply", () => {
+  expect(parsePage("1001", undefined)).toEqual({ error: "limit must be at most 1000", status: 400 });
+  expect(parsePage("99999999999", undefined)).toMatchObject({ status: 400 });
+  expect(parsePage("0", undefined)).toMatchObject({ status: 400 });
+  expect(parsePage("-1", undefined)).toMatchObject({ status: 400 });
+  expect(parsePage("10", "a.b")).toEqual({ error: "after must match ^[A-Za-z0-9_-]{1,64}$", status: 400 });
+  expect(parsePage(undefined, undefined)).toEqual({ limit: 100, after: "" });
+  expect(parseMode("terminal")).toBe("terminal");
+  expect(parseMode(undefined)).toBe("reconnect");
+  expect(parseMode("forever")).toEqual({ error: "mode must be terminal or reconnect", status: 400 });
+});
+
+test("connection ids - unique per boot, name their node, and are valid subject tokens", () => {
+  const a = connIds("n1");
+  const b = connIds("n1"); // the same node id after a restart
+  expect(nodeOf(a(1))).toBe("n1");
+  expect(a(1)).not.toBe(b(1));
+  expect(badIds({ conn: a(123456) })).toBeNull();
+  expect(nodeOf("garbage")).toBeNull();
+});
+
+test("scatter queries - raw bytes after the JSON head survive the round trip, newlines included", () => {
+  const payload = new Uint8Array([10, 0, 255, 10]);
+  const q = decodeQuery(encodeQuery({ op: "sendto", args: { conn: "n.x-1" }, payload }, "n"))!;
+  expect(q.op).toBe("sendto");
+  expect(q.from).toBe("n");
+  expect([...q.payload!]).toEqual([...payload]);
+  expect(decodeQuery(new TextEncoder().encode("not json"))).toBeNull();
+});
