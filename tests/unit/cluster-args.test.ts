@@ -2,6 +2,7 @@ import { expect, test } from "bun:test";
 import { badIds, parseMode, parsePage } from "../../app/cluster/args.ts";
 import { connIds, nodeOf } from "../../app/cluster/connid.ts";
 import { decodeQuery, encodeQuery } from "../../app/cluster/scatter.ts";
+import { firstAfter } from "../../app/cluster/page.ts";
 
 test("cluster args - a bad id is refused naming the part", () => {
   expect(badIds({ svc: "s", user: "a.b" })?.error).toBe("user must match ^[A-Za-z0-9_-]{1,64}$");
@@ -39,4 +40,13 @@ test("scatter queries - raw bytes after the JSON head survive the round trip, ne
   expect(q.from).toBe("n");
   expect([...q.payload!]).toEqual([...payload]);
   expect(decodeQuery(new TextEncoder().encode("not json"))).toBeNull();
+});
+
+test("presence pages - the smallest names after the cursor, sorted, from an unsorted set", () => {
+  const names = Array.from({ length: 5_000 }, (_, i) => `u${(i * 7919) % 5_000}`);
+  const sorted = [...names].sort();
+  expect(firstAfter(names, "", 10)).toEqual(sorted.slice(0, 10));
+  expect(firstAfter(names, sorted[100], 50)).toEqual(sorted.slice(101, 151));
+  expect(firstAfter(names, sorted[4_998], 50)).toEqual([sorted[4_999]]);
+  expect(firstAfter([], "", 5)).toEqual([]);
 });
