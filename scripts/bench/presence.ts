@@ -1,0 +1,138 @@
+// Benchmark: presence across 4 nodes (issue 12): one user's presence p50/p99, and the count
+// for a service with 100,000 users spread over the nodes, asked by a service over NATS
+// request/reply (ws.api.presence.*): service → one node (queue group) → scatter to all nodes
+// → answers gathered → reply.
+//
+// Each node is a process running the real cluster code (NatsBroker, Cluster: membership,
+// scatter, presence, the NATS service API) over a LocalNode that holds its share of the users
+// in a Map keyed like the gateway's, without sockets: 100,000 real sockets over 4 gateways
+// would not fit this machine's 20,000 open files per process next to the other benchmarks.
+// What it measures is what a presence answer costs: the NATS round trips and each node's
+// scan of its users.
+//
+//   bun scripts/bench/presence.ts [--users 100000] [--nodes 4] [--asks 2000] [--counts 50]
+import { parseArgs } from "node:util";
+import { connect } from "@nats-io/transport-node";
+import { NatsBroker } from "../../app/broker/nats.ts";
+import { Cluster } from "../../app/cluster/cluster.ts";
+import { connIds } from "../../app/cluster/connid.ts";
+import type { CloseWith, ConnInfo, LocalNode } from "../../app/cluster/local.ts";
+import { firstAfter } from "../../app/cluster/page.ts";
+import { argInt, BUN, fmt, installCleanup, log, startNats, table } from "./lib.ts";
+
+const SVC = "bench";
+
+/** A node's users in a Map keyed `<prefix>.recv.<svc>.<user>`, as the gateway keys them. */
+class HeldUsers implements LocalNode {
+  readonly runtime = "bun";
+  readonly version = "bench";
+  readonly started = Date.now();
+  readonly users = new Map<string, ConnInfo[]>();
+  constructor(readonly nodeId: string) {}
+  stats() {
+    return { connections: this.users.size, users: this.users.size, draining: false, broker: "connected" };
+  }
+  connections(svc: string, user: string) {
+    return this.users.get(`ws.recv.${svc}.${user}`) ?? [];
+  }
+  serviceCounts(svc: string) {
+    const head = `ws.recv.${svc}.`;
+    let users = 0;
+    let connections = 0;
+    for (const [k, v] of this.users) {
+      if (!k.startsWith(head)) continue;
+      users++;
+      connections += v.length;
+    }
+    return { users, connections };
+  }
+  serviceUsers(svc: string, after: string, limit: number) {
+    const head = `ws.recv.${svc}.`;
+    const names = (function* (m: Map<string, ConnInfo[]>) {
+      for (const k of m.keys()) if (k.startsWith(head)) yield k.slice(head.length);
+    })(this.users);
+    return firstAfter(names, after, limit);
+  }
+  close(_s: string, _u: string, _c: string | null, _w: CloseWith) {
+    return 0;
+  }
+  sendTo() {
+    return false;
+  }
+}
+
+async function nodeMain(natsUrl: string, nodeId: string, from: number, to: number) {
+  const local = new HeldUsers(nodeId);
+  const id = connIds(nodeId);
+  for (let i = from; i < to; i++) local.users.set(`ws.recv.${SVC}.u${i}`, [{ id: id(i), since: Date.now(), envelope: false }]);
+  const broker = new NatsBroker(natsUrl, `presence-bench ${nodeId}`, { deliver() {}, rewatchAll() {}, onState() {} });
+  await broker.start();
+  new Cluster(broker, local, { prefix: "ws", events: false, timing: { intervalMs: 500, missed: 3 } }).start();
+  console.log("ready");
+}
+
+function pct(xs: number[], p: number) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+async function main() {
+  const { values } = parseArgs({ options: { users: { type: "string" }, nodes: { type: "string" }, asks: { type: "string" }, counts: { type: "string" }, node: { type: "string", multiple: true } } });
+  if (values.node) {
+    const [url, nodeId, from, to] = values.node;
+    return nodeMain(url, nodeId, Number(from), Number(to));
+  }
+  const users = argInt(values.users, "--users", 1, 1_000_000, 100_000);
+  const nodes = argInt(values.nodes, "--nodes", 1, 16, 4);
+  const asks = argInt(values.asks, "--asks", 1, 100_000, 2_000);
+  const counts = argInt(values.counts, "--counts", 1, 10_000, 50);
+  installCleanup();
+  const nats = await startNats();
+  const per = Math.ceil(users / nodes);
+  const procs = [];
+  for (let n = 0; n < nodes; n++) {
+    const args = ["--node", nats.url, "--node", `pb${n}`, "--node", String(n * per), "--node", String(Math.min(users, (n + 1) * per))];
+    const p = Bun.spawn([BUN, import.meta.path, ...args], { stdout: "pipe", stderr: "inherit" });
+    procs.push(p);
+  }
+  const nc = await connect({ servers: nats.url });
+  const ask = async (subject: string, body = "") => {
+    const t0 = performance.now();
+    const m = await nc.request(subject, new TextEncoder().encode(body), { timeout: 5_000 });
+    return { ms: performance.now() - t0, body: JSON.parse(new TextDecoder().decode(m.data)) };
+  };
+  log(`waiting for ${nodes} nodes holding ${users} users to see each other`);
+  for (let i = 0; i < 200; i++) {
+    const r = await ask(`ws.api.presence.${SVC}`, JSON.stringify({ limit: 1 })).catch(() => null);
+    if (r && r.body.users === users && r.body.missing.length === 0) break;
+    await Bun.sleep(100);
+  }
+  const one: number[] = [];
+  for (let i = 0; i < asks; i++) {
+    const r = await ask(`ws.api.presence.${SVC}.u${(i * 7919) % users}`);
+    if (!r.body.online || r.body.missing.length) throw new Error(`bad answer: ${JSON.stringify(r.body)}`);
+    one.push(r.ms);
+  }
+  const all: number[] = [];
+  for (let i = 0; i < counts; i++) {
+    const r = await ask(`ws.api.presence.${SVC}`, JSON.stringify({ limit: 100 }));
+    if (r.body.users !== users || r.body.list.length !== 100) throw new Error(`bad count: ${JSON.stringify({ ...r.body, list: r.body.list.length })}`);
+    all.push(r.ms);
+  }
+  console.log(`\npresence over ${nodes} nodes, ${users} users of one service (NATS request/reply, a service asking)\n`);
+  console.log(
+    table(
+      ["question", "asks", "p50 ms", "p99 ms", "max ms"],
+      [
+        ["one user's presence", String(asks), fmt(pct(one, 50), 2), fmt(pct(one, 99), 2), fmt(Math.max(...one), 2)],
+        [`count + first page of ${users} users`, String(counts), fmt(pct(all, 50), 1), fmt(pct(all, 99), 1), fmt(Math.max(...all), 1)],
+      ],
+    ),
+  );
+  await nc.close();
+  for (const p of procs) p.kill("SIGKILL");
+  await nats.stop();
+  process.exit(0);
+}
+
+await main();
