@@ -77,6 +77,10 @@ function pct(xs: number[], p: number) {
 }
 
 async function main() {
+  setTimeout(() => {
+    console.error("presence bench: over 5 minutes; stopping");
+    process.exit(1);
+  }, 300_000).unref();
   const { values } = parseArgs({ options: { users: { type: "string" }, nodes: { type: "string" }, asks: { type: "string" }, counts: { type: "string" }, node: { type: "string", multiple: true } } });
   if (values.node) {
     const [url, nodeId, from, to] = values.node;
@@ -93,6 +97,7 @@ async function main() {
   for (let n = 0; n < nodes; n++) {
     const args = ["--node", nats.url, "--node", `pb${n}`, "--node", String(n * per), "--node", String(Math.min(users, (n + 1) * per))];
     const p = Bun.spawn([BUN, import.meta.path, ...args], { stdout: "pipe", stderr: "inherit" });
+    process.on("exit", () => p.kill("SIGKILL"));
     procs.push(p);
   }
   const nc = await connect({ servers: nats.url });
@@ -102,9 +107,10 @@ async function main() {
     return { ms: performance.now() - t0, body: JSON.parse(new TextDecoder().decode(m.data)) };
   };
   log(`waiting for ${nodes} nodes holding ${users} users to see each other`);
-  for (let i = 0; i < 200; i++) {
-    const r = await ask(`ws.api.presence.${SVC}`, JSON.stringify({ limit: 1 })).catch(() => null);
-    if (r && r.body.users === users && r.body.missing.length === 0) break;
+  for (let i = 0; ; i++) {
+    const r = await ask(`ws.api.presence.${SVC}`, JSON.stringify({ limit: 1 })).catch((err) => ({ ms: 0, body: { error: String(err) } }));
+    if (r.body.users === users && r.body.missing.length === 0) break;
+    if (i === 100) throw new Error(`the nodes did not come up: last answer ${JSON.stringify(r.body)}`);
     await Bun.sleep(100);
   }
   const one: number[] = [];
