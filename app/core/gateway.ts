@@ -285,7 +285,8 @@ export class Gateway {
 
   setOpenFilesLimit(limit: number) {
     this.metrics.openFilesLimit = limit;
-    if (limit > 0 && limit - FD_RESERVE < this.config.maxConnections) {
+    // Unset, the cap simply is the limit less the reserve: only a cap the operator asked for is worth a warning.
+    if (limit > 0 && this.config.maxConnectionsSet && limit - FD_RESERVE < this.config.maxConnections) {
       log("warn", "open-files limit is below the connection cap; upgrades past it will be refused", {
         openFilesLimit: limit,
         maxConnections: this.config.maxConnections,
