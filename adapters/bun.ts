@@ -7,7 +7,11 @@ import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExi
 import { log } from "../app/ops/log.ts";
 import { SUBPROTOCOL } from "../app/envelope/frames.ts";
 import { guardAccept } from "./accept-guard.ts";
+import { runCli } from "./cli.ts";
 
+// The command line first: only `serve` (the default) goes on to start the gateway below.
+const cliExit = await runCli(process.argv.slice(2), { serve: async () => {} });
+if (cliExit !== undefined) process.exit(cliExit);
 const config = configOrExit(process.env, (code) => process.exit(code));
 /** The upgrade response's extra header for a client that chose the wsgate.v1 envelope. */
 const ENVELOPE = { "Sec-WebSocket-Protocol": SUBPROTOCOL };

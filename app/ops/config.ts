@@ -204,30 +204,30 @@ export function checkConfig(env: Record<string, string | undefined>): ConfigChec
     if (value !== undefined && value !== "") input[key] = value;
   }
   const warnings = unknownNames(env, Object.keys(EnvSchema.entries));
+  // Rules over several variables are checked on the raw values too, so they show up alongside bad values.
+  const errors = crossChecks(input);
   const result = v.safeParse(EnvSchema, input);
   if (!result.success) {
-    const errors: string[] = [];
     const seen = new Set<string>();
+    const bad: string[] = [];
     for (const issue of result.issues) {
       const name = String(issue.path?.[0]?.key ?? "environment");
       if (seen.has(name)) continue; // one line per variable: its first broken rule
       seen.add(name);
       // Secrets must not end up in logs, even when they are wrong.
       const shown = /SECRET|TOKEN|PASS|SEED|CREDS/.test(name) ? "<hidden>" : JSON.stringify(input[name] ?? "");
-      errors.push(`config: ${name}=${shown} rejected: ${issue.message}`);
+      bad.push(`config: ${name}=${shown} rejected: ${issue.message}`);
     }
-    return { config: null, errors, warnings };
+    return { config: null, errors: [...bad, ...errors], warnings };
   }
-  const e = result.output;
-  const errors = crossChecks(e);
   if (errors.length > 0) return { config: null, errors, warnings };
-  return { config: toConfig(e), errors, warnings };
+  return { config: toConfig(result.output), errors, warnings };
 }
 
 type Env = v.InferOutput<typeof EnvSchema>;
 
-/** Rules that involve more than one variable. */
-function crossChecks(e: Env): string[] {
+/** Rules that involve more than one variable, on the raw strings (a malformed number fails its own rule). */
+function crossChecks(e: Record<string, string>): string[] {
   const errors: string[] = [];
   if (e.WSGATE_JWT_SECRET && e.WSGATE_JWT_PUBLIC_KEY) {
     errors.push("config: WSGATE_JWT_SECRET and WSGATE_JWT_PUBLIC_KEY rejected: set one of them, not both");
@@ -236,14 +236,15 @@ function crossChecks(e: Env): string[] {
     const [missing, set] = e.WSGATE_TLS_CERT ? ["WSGATE_TLS_KEY", "WSGATE_TLS_CERT"] : ["WSGATE_TLS_CERT", "WSGATE_TLS_KEY"];
     errors.push(`config: ${missing} is required when ${set} is set`);
   }
-  if (e.WSGATE_WORKERS > 1 && !e.NATS_URL) {
-    errors.push(`config: WSGATE_WORKERS=${JSON.stringify(String(e.WSGATE_WORKERS))} rejected: more than one worker needs NATS_URL (workers are separate nodes that meet in NATS)`);
+  const workers = Number(e.WSGATE_WORKERS ?? 1);
+  if (workers > 1 && !e.NATS_URL) {
+    errors.push(`config: WSGATE_WORKERS=${JSON.stringify(e.WSGATE_WORKERS)} rejected: more than one worker needs NATS_URL (workers are separate nodes that meet in NATS)`);
   }
-  if (e.WSGATE_WORKERS > 1 && e.PORT === 0) {
+  if (workers > 1 && e.PORT === "0") {
     errors.push(`config: PORT="0" rejected: workers must share one fixed port`);
   }
-  if (e.WSGATE_METRICS_PORT !== undefined && e.WSGATE_METRICS_PORT + e.WSGATE_WORKERS - 1 > 65535) {
-    errors.push(`config: WSGATE_METRICS_PORT="${e.WSGATE_METRICS_PORT}" rejected: worker ${e.WSGATE_WORKERS} would listen past port 65535`);
+  if (workers >= 1 && Number(e.WSGATE_METRICS_PORT) + workers - 1 > 65535) {
+    errors.push(`config: WSGATE_METRICS_PORT=${JSON.stringify(e.WSGATE_METRICS_PORT)} rejected: worker ${workers} would listen past port 65535`);
   }
   return errors;
 }

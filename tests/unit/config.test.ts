@@ -50,7 +50,7 @@ test("every bad variable is reported at once, one line each", () => {
 test("checkConfig lists errors and warnings without throwing", () => {
   const r = checkConfig({ WSGATE_JWT_SECRET: "short", WSGATE_TLS_CERT: "/etc/cert.pem", WSGATE_MAX_CONECTIONS: "5" });
   expect(r.config).toBeNull();
-  expect(r.errors).toEqual([expect.stringContaining("WSGATE_JWT_SECRET=<hidden> rejected")]);
+  expect(r.errors).toEqual([expect.stringContaining("WSGATE_JWT_SECRET=<hidden> rejected"), "config: WSGATE_TLS_KEY is required when WSGATE_TLS_CERT is set"]);
   expect(r.warnings).toEqual(["config: WSGATE_MAX_CONECTIONS is not a wsgate setting and is ignored; did you mean WSGATE_MAX_CONNECTIONS?"]);
 });
 
