@@ -52,11 +52,17 @@ export function superviseWorkers(o: SuperviseOptions): Promise<number> {
         say("info", "worker stopped", { worker: w.index, code, signal });
         return settle();
       }
+      if (code === 2) {
+        // Status 2 is the gateway's "bad configuration": the next start would fail the same way.
+        say("error", "worker refused its configuration; not restarting it", { worker: w.index, code });
+        status = 2;
+        return settle();
+      }
       const lived = Date.now() - w.startedAt;
       w.quickDeaths = lived < quickMs ? w.quickDeaths + 1 : 0;
       if (w.quickDeaths >= maxQuick) {
         say("error", "worker keeps dying at start; giving up on it", { worker: w.index, code, signal, deaths: w.quickDeaths, withinMs: quickMs });
-        status = 1;
+        if (status === 0) status = 1;
         return settle();
       }
       const waitMs = backoff(w.quickDeaths);
