@@ -13,7 +13,7 @@ import { Deadlines } from "./deadlines.ts";
 import { overBuffer, takeMessage } from "./limits.ts";
 import { Limiter, MailboxStore } from "../mailbox/store.ts";
 import type { Security } from "../security/security.ts";
-import { Metrics } from "../ops/metrics.ts";
+import { Metrics, type ProcessStats } from "../ops/metrics.ts";
 import { subjects } from "./subjects.ts";
 import { isUtf8 } from "../util/utf8.ts";
 import { errorFrame, messageFrame } from "../envelope/frames.ts";
@@ -38,6 +38,8 @@ export interface Transport<WS = any> {
   terminate?(ws: WS): void;
   /** Asks the runtime to collect garbage soon (after a burst of catch-ups, see withRetry). */
   collectGarbage?(): void;
+  /** Memory, CPU and descriptors of this process for /metrics (the adapter reads the OS). */
+  processStats?(): ProcessStats;
 }
 
 /**
