@@ -8,6 +8,7 @@ import type { EmbeddedBroker } from "../broker/embedded.ts";
 import { HEADER } from "../broker/broker.ts";
 import type { Conn, Gateway } from "../core/gateway.ts";
 import { metricsResponse } from "../ops/metrics-route.ts";
+import { logRefusals } from "../ops/refusals.ts";
 import { type Identity, type IdentityError, isIdentityError } from "../security/identity.ts";
 import { Auth } from "../security/auth.ts";
 import { Security } from "../security/security.ts";
@@ -109,8 +110,8 @@ export function routes(gw: Gateway): Hono<UpgradeEnv> {
   };
   requestRoutes(app, gw);
 
-  app.get("/ws", upgrade);
-  app.get("/ws/*", upgrade);
+  app.get("/ws", logRefusals(upgrade));
+  app.get("/ws/*", logRefusals(upgrade));
 
   app.notFound((c) => c.text("not found\n", 404));
   app.onError((err, c) => c.text(`internal error: ${err.message}\n`, 500));
