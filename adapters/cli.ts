@@ -27,6 +27,8 @@ commands:
   check-config               validate the environment, print every problem, exit 0 (ok) or 2
   token --svc S --user U [--ttl 1h]
                              print a development JWT signed with WSGATE_JWT_SECRET
+  healthcheck [--url URL]     exit 0 when the gateway on this host answers /healthz (for container
+                             HEALTHCHECKs: the image has no curl)
   publish SVC USER MESSAGE [--url URL] [--binary]
                              send MESSAGE to a user: through NATS when NATS_URL is set, else
                              through the HTTP API of a running gateway (default http://127.0.0.1:$PORT)
@@ -103,6 +105,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | undefi
     }
     case "token":
       return args.length ? (err(expect(0, "only --svc, --user and --ttl")!), 2) : token(env, o, out, err);
+    case "healthcheck": {
+      const bad = expect(0, "no arguments");
+      if (bad) return (err(bad), 2);
+      return healthcheck(env, o.url, out, err);
+    }
     case "publish": {
       const bad = expect(3, "SVC USER MESSAGE");
       if (bad) return (err(bad), 2);
@@ -172,4 +179,19 @@ async function token(
   if (config.jwtIssuer) jwt = jwt.setIssuer(config.jwtIssuer);
   out(await jwt.sign(new TextEncoder().encode(config.jwtSecret)));
   return 0;
+}
+
+async function healthcheck(env: Record<string, string | undefined>, url: string | undefined, out: (l: string) => void, err: (l: string) => void): Promise<number> {
+  const { config, errors } = checkConfig(env);
+  if (!config) return (errors.forEach(err), 2);
+  const base = (url ?? `${config.tlsCert ? "https" : "http"}://127.0.0.1:${config.port}`).replace(/\/+$/, "");
+  try {
+    // Our own certificate may not name 127.0.0.1; Bun reads `tls`, the other runtimes ignore it.
+    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(3_000), tls: { rejectUnauthorized: false } } as RequestInit);
+    if (r.ok) return (out(`healthy: ${base}`), 0);
+    err(`unhealthy: ${base}/healthz answered ${r.status}`);
+  } catch (e) {
+    err(`unhealthy: ${base}/healthz: ${(e as Error).message}`);
+  }
+  return 1;
 }
