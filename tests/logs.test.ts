@@ -43,3 +43,17 @@ test("at the default level neither refusals nor closes are logged", async () => 
     await gw.stop();
   }
 });
+
+test("only a connection cap the operator set above the open-files limit is warned about at start", async () => {
+  const start = (env: Record<string, string>) => startGateway("bun", { cmd: ["sh", "-c", "ulimit -n 300 && exec sh scripts/start.sh bun"], env });
+  const quiet = await start({});
+  const loud = await start({ WSGATE_MAX_CONNECTIONS: "1000" });
+  try {
+    expect(quiet.output()).not.toContain("open-files limit is below the connection cap");
+    const warning = lines(loud.output()).find((l) => l.msg === "open-files limit is below the connection cap; upgrades past it will be refused");
+    expect(warning).toMatchObject({ level: "warn", openFilesLimit: 300, maxConnections: 1000, effectiveCap: 236 });
+  } finally {
+    await quiet.stop();
+    await loud.stop();
+  }
+});
