@@ -4,6 +4,8 @@ import { readFileSync } from "node:fs";
 import { parseArgs, parseEnv } from "node:util";
 import { SignJWT } from "jose";
 import { checkConfig } from "../app/ops/config.ts";
+import { KeyError } from "../app/security/auth.ts";
+import { loadSecrets } from "../app/security/security.ts";
 import { VERSION } from "../app/ops/version.ts";
 import { idError, isId } from "../protocol/ids.ts";
 import { superviseWorkers } from "./supervisor.ts";
@@ -99,6 +101,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | undefi
       for (const w of warnings) err(w);
       for (const e of errors) err(e);
       if (!config) return 2;
+      try {
+        // The files the variables name must be readable and hold what they should, as at start.
+        await loadSecrets(config, (path) => readFileSync(path, "utf8"));
+      } catch (e) {
+        if (!(e instanceof KeyError)) throw e;
+        err(e.message);
+        return 2;
+      }
       const mode = config.jwtSecret || config.jwtPublicKey ? "production" : "development";
       out(`config ok: ${mode} mode, ${config.natsUrl ? "NATS" : "embedded broker"}, listening on ${config.host}:${config.port}`);
       return 0;

@@ -56,6 +56,8 @@ test("check-config prints every problem at once and exits 2; a clean environment
     'config: PORT="http" rejected: PORT must be a whole number',
     "config: WSGATE_TLS_KEY is required when WSGATE_TLS_CERT is set",
   ]);
+  const missing = cli(["check-config"], { WSGATE_TLS_CERT: join(dir, "none.pem"), WSGATE_TLS_KEY: join(dir, "none.key") });
+  expect(missing).toMatchObject({ code: 2, err: expect.stringMatching(/^config: WSGATE_TLS_CERT=.* rejected: cannot read the file/) });
   const ok = cli(["check-config"], { PORT: "9000", WSGATE_JWT_SECRET: SECRET });
   expect(ok).toMatchObject({ code: 0, out: expect.stringContaining("config ok: production mode") });
 });
