@@ -1,7 +1,7 @@
 // Configuration comes only from environment variables, validated once at start.
 // A bad value must stop the process with one line naming the variable and the rule.
 import * as v from "valibot";
-import { unknownNames } from "./names.ts";
+import { crossChecks, unknownNames } from "./config-rules.ts";
 
 const ID_RULE = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -225,29 +225,6 @@ export function checkConfig(env: Record<string, string | undefined>): ConfigChec
 }
 
 type Env = v.InferOutput<typeof EnvSchema>;
-
-/** Rules that involve more than one variable, on the raw strings (a malformed number fails its own rule). */
-function crossChecks(e: Record<string, string>): string[] {
-  const errors: string[] = [];
-  if (e.WSGATE_JWT_SECRET && e.WSGATE_JWT_PUBLIC_KEY) {
-    errors.push("config: WSGATE_JWT_SECRET and WSGATE_JWT_PUBLIC_KEY rejected: set one of them, not both");
-  }
-  if (!e.WSGATE_TLS_CERT !== !e.WSGATE_TLS_KEY) {
-    const [missing, set] = e.WSGATE_TLS_CERT ? ["WSGATE_TLS_KEY", "WSGATE_TLS_CERT"] : ["WSGATE_TLS_CERT", "WSGATE_TLS_KEY"];
-    errors.push(`config: ${missing} is required when ${set} is set`);
-  }
-  const workers = Number(e.WSGATE_WORKERS ?? 1);
-  if (workers > 1 && !e.NATS_URL) {
-    errors.push(`config: WSGATE_WORKERS=${JSON.stringify(e.WSGATE_WORKERS)} rejected: more than one worker needs NATS_URL (workers are separate nodes that meet in NATS)`);
-  }
-  if (workers > 1 && e.PORT === "0") {
-    errors.push(`config: PORT="0" rejected: workers must share one fixed port`);
-  }
-  if (workers >= 1 && Number(e.WSGATE_METRICS_PORT) + workers - 1 > 65535) {
-    errors.push(`config: WSGATE_METRICS_PORT=${JSON.stringify(e.WSGATE_METRICS_PORT)} rejected: worker ${workers} would listen past port 65535`);
-  }
-  return errors;
-}
 
 function toConfig(e: Env): Config {
   const nodeId = e.WSGATE_NODE_ID ?? randomNodeId();

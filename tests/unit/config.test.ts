@@ -83,3 +83,9 @@ test("the metrics listener is per worker and on loopback in production mode", ()
   expect(loadConfig({ WSGATE_METRICS_PORT: "9100", WSGATE_JWT_SECRET: "s".repeat(32) }).metrics).toEqual({ port: 9100, host: "127.0.0.1" });
   expect(loadConfig({ WSGATE_METRICS_PORT: "9100", WSGATE_WORKER: "3", WSGATE_METRICS_HOST: "::1" }).metrics).toEqual({ port: 9102, host: "::1" });
 });
+
+test("a metrics port that collides with the client port is refused", () => {
+  expect(() => loadConfig({ WSGATE_METRICS_PORT: "8080" })).toThrow("must not include PORT (8080)");
+  expect(() => loadConfig({ PORT: "9001", WSGATE_METRICS_PORT: "9000", WSGATE_WORKERS: "2", NATS_URL: "nats://x:4222" })).toThrow("metrics ports must not include PORT");
+  expect(() => loadConfig({ WSGATE_METRICS_PORT: "65535", WSGATE_WORKERS: "2", NATS_URL: "nats://x:4222" })).toThrow("past port 65535");
+});
