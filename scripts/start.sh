@@ -36,7 +36,7 @@ run() {
 
 case "$runtime" in
   bun|node|deno) ;;
-  *) echo "usage: scripts/start.sh [bun|node|deno]" >&2; exit 2 ;;
+  *) echo "usage: scripts/start.sh [bun|node|deno] [gateway arguments, see --help]" >&2; exit 2 ;;
 esac
 if [ "$runtime" = node ]; then
   # Node 20 cannot run TypeScript: bundle the adapter with Bun once, keep the native addon external.
