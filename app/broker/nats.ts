@@ -261,5 +261,9 @@ function connectFailure(err: unknown, link: NatsLink): { message: string; level:
   if (/certificate|tls|ssl|self.signed/i.test(String(err))) {
     return { message: "nats TLS failed; retrying", level: "error", fields: { tls: link.describe.tls } };
   }
+  // TLS 1.3 reports a refused client certificate after the handshake; nats.js then only sees silence.
+  if (err instanceof errors.TimeoutError && link.tls && !link.tls.cert) {
+    return { message: "nats unreachable; retrying", level: "warn", fields: { hint: "no answer over TLS: does the server require a client certificate (NATS_TLS_CERT, NATS_TLS_KEY)?" } };
+  }
   return { message: "nats unreachable; retrying", level: "warn", fields: {} };
 }
