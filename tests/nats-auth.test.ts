@@ -10,7 +10,7 @@ import { type ConnectionOptions, connect, credsAuthenticator, nkeyAuthenticator,
 import { type Account, createAccount, createOperator, createUser, encodeAccount, encodeOperator, encodeUser, fmtCreds } from "@nats-io/jwt";
 import { createUser as createUserKey } from "@nats-io/nkeys";
 import { bunClient, cookie } from "./helpers/clients.ts";
-import { type Gateway, type Nats, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
+import { type Gateway, type Nats, RUNTIMES, type Runtime, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -57,10 +57,10 @@ afterAll(async () => {
 });
 
 /** nats-server with `config`, the test's own connection with `adminOpts`, and a Bun gateway with `env(url)`. */
-async function setup(config: string, adminOpts: Partial<ConnectionOptions>, env: (port: number) => Record<string, string>): Promise<Setup> {
+async function setup(config: string, adminOpts: Partial<ConnectionOptions>, env: (port: number) => Record<string, string>, runtime: Runtime = "bun"): Promise<Setup> {
   const nats = await startNats({ config });
   const admin = await connect({ servers: `127.0.0.1:${nats.port}`, ...adminOpts });
-  const gw = await startGateway("bun", { env: { WSGATE_MAILBOX: "off", ...env(nats.port) } });
+  const gw = await startGateway(runtime, { env: { WSGATE_MAILBOX: "off", ...env(nats.port) } });
   const s = { nats, admin, gw };
   running.push(s);
   return s;
@@ -169,13 +169,13 @@ describe("bun: NATS authentication", () => {
   });
 });
 
-describe("bun: NATS over TLS with a private CA", () => {
-  let pki: ReturnType<typeof makePki>;
-  beforeAll(() => {
-    pki = makePki();
-  });
-  const tlsBlock = (verify: boolean) => `tls { cert_file: "${pki.serverCert}", key_file: "${pki.serverKey}", ca_file: "${pki.ca}", verify: ${verify}, timeout: 5 }`;
+let pki: ReturnType<typeof makePki>;
+const tlsBlock = (verify: boolean) => `tls { cert_file: "${pki.serverCert}", key_file: "${pki.serverKey}", ca_file: "${pki.ca}", verify: ${verify}, timeout: 5 }`;
+beforeAll(() => {
+  pki = makePki();
+});
 
+describe("bun: NATS over TLS with a private CA", () => {
   test("NATS_TLS_CA: the server's certificate is verified against the CA, and messages flow", async () => {
     const s = await setup(tlsBlock(false), { tls: { caFile: pki.ca } }, (port) => ({ NATS_URL: `tls://127.0.0.1:${port}`, NATS_TLS_CA: pki.ca }));
     await roundTrip(s);
@@ -200,3 +200,25 @@ describe("bun: NATS over TLS with a private CA", () => {
     }
   });
 });
+
+// The same files through Node's and Deno's file readers (Deno: read permission for exactly these paths).
+for (const runtime of RUNTIMES.filter((r) => r !== "bun")) {
+  describe(`${runtime}: NATS NKey and TLS client certificate`, () => {
+    test("an NKey seed file and a client certificate checked by the server: connected, and messages flow", async () => {
+      const kp = createUserKey();
+      const admin = createUserKey();
+      const seedFile = file(`${runtime}.nk`, dec.decode(kp.getSeed()));
+      const config = `${tlsBlock(true)}\nauthorization { users = [ { nkey: ${kp.getPublicKey()} }, { nkey: ${admin.getPublicKey()} } ] }`;
+      const clientTls = { caFile: pki.ca, certFile: pki.clientCert, keyFile: pki.clientKey };
+      const s = await setup(config, { tls: clientTls, authenticator: nkeyAuthenticator(admin.getSeed()) }, (port) => ({
+        NATS_URL: `tls://127.0.0.1:${port}`,
+        NATS_NKEY_SEED_FILE: seedFile,
+        NATS_TLS_CA: pki.ca,
+        NATS_TLS_CERT: pki.clientCert,
+        NATS_TLS_KEY: pki.clientKey,
+      }), runtime);
+      await roundTrip(s);
+      expectNoSecret(s.gw, dec.decode(kp.getSeed()));
+    });
+  });
+}
