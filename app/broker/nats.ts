@@ -9,7 +9,6 @@ import type { NatsLink } from "./nats-link.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
 
-export { LeanSub } from "./nats-internals.ts";
 /** The queue group of service → client request subscriptions: one node answers each request. */
 const REQUEST_QUEUE = "wsgate";
 
