@@ -201,7 +201,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const name = issue.path?.[0]?.key ?? "environment";
     const value = input[name as string];
     // Secrets must not end up in logs, even when they are wrong.
-    const shown = /SECRET|TOKEN|PASSWORD/.test(String(name)) ? "<hidden>" : JSON.stringify(redactNatsUrl(value ?? ""));
+    const shown = /SECRET|TOKEN|PASSWORD/.test(String(name)) ? "<hidden>" : JSON.stringify(name === "NATS_URL" ? redactNatsUrl(value ?? "") : (value ?? ""));
     throw new ConfigError(`config: ${String(name)}=${shown} rejected: ${issue.message}`);
   }
   const e = result.output;
