@@ -1,6 +1,9 @@
 // `wsgate publish SVC USER MESSAGE`: what a service does, from a shell. Loaded only for
 // this command, so `serve` never pays for a second NATS client.
+import { readFileSync } from "node:fs";
 import { connect, headers } from "@nats-io/transport-node";
+import { connectOptions } from "../app/broker/nats.ts";
+import { loadNatsLink } from "../app/broker/nats-link.ts";
 import { checkConfig } from "../app/ops/config.ts";
 import { idError, isId } from "../protocol/ids.ts";
 
@@ -16,17 +19,19 @@ export async function publish(env: Record<string, string | undefined>, m: Msg, o
     for (const p of problems) err(`wsgate publish: ${p}`);
     return 2;
   }
-  if (config.natsUrl && !m.url) {
+  if (config.nats && !m.url) {
     const subject = `${config.prefix}.recv.${m.svc}.${m.user}`;
     try {
-      const nc = await connect({ servers: config.natsUrl.split(","), name: "wsgate-cli", timeout: 5_000 });
+      // The gateway's own credentials and TLS settings: what it may publish, this command may.
+      const link = loadNatsLink(config.nats, (path) => readFileSync(path, "utf8"));
+      const nc = await connect({ ...connectOptions(link, "wsgate-cli"), maxReconnectAttempts: 0, timeout: 5_000 });
       const h = headers();
       if (m.binary) h.set("Ws-Frame", "binary");
       nc.publish(subject, m.message, { headers: h });
       await nc.flush();
       await nc.close();
     } catch (e) {
-      err(`wsgate publish: NATS ${redact(config.natsUrl)}: ${(e as Error).message}`);
+      err(`wsgate publish: NATS ${config.nats.redacted}: ${(e as Error).message}`);
       return 1;
     }
     out(`published to ${subject}`);
@@ -48,9 +53,4 @@ export async function publish(env: Record<string, string | undefined>, m: Msg, o
   }
   out(`published to ${m.svc}/${m.user} through ${base}`);
   return 0;
-}
-
-/** A URL with credentials in it must not reach a terminal log. */
-function redact(urls: string): string {
-  return urls.replace(/\/\/[^@/]*@/g, "//***@");
 }

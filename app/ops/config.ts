@@ -1,6 +1,7 @@
 // Configuration comes only from environment variables, validated once at start.
 // A bad value must stop the process with one line naming the variable and the rule.
 import * as v from "valibot";
+import { NATS_ENV, type NatsSettings, natsSettings, redactNatsUrl } from "../broker/nats-options.ts";
 import { crossChecks, unknownNames } from "./config-rules.ts";
 
 const ID_RULE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -98,6 +99,8 @@ function securityConfig(e: v.InferOutput<v.ObjectSchema<typeof SECURITY_ENV, und
 
 const EnvSchema = v.object({
   ...SECURITY_ENV,
+  // ---- NATS credentials and TLS: NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE, NATS_CREDS_FILE, NATS_TLS_* (app/broker/nats-options.ts) ----
+  ...NATS_ENV,
   PORT: int("PORT", 0, 65535, 8080),
   HOST: v.optional(v.pipe(v.string(), v.minLength(1, "HOST must not be empty")), "0.0.0.0"),
   NATS_URL: v.optional(
@@ -140,7 +143,10 @@ const EnvSchema = v.object({
 export type Config = SecurityConfig & {
   port: number;
   host: string;
+  /** NATS_URL for logs: passwords and tokens in it replaced by *** (connect with `nats`) */
   natsUrl: string | undefined;
+  /** servers without credentials, the credentials, TLS files; null: embedded broker */
+  nats: NatsSettings | null;
   prefix: string;
   nodeId: string;
   /** processes sharing the port (SO_REUSEPORT); each is a node of its own */
@@ -215,13 +221,20 @@ export function checkConfig(env: Record<string, string | undefined>): ConfigChec
       if (seen.has(name)) continue; // one line per variable: its first broken rule
       seen.add(name);
       // Secrets must not end up in logs, even when they are wrong.
-      const shown = /SECRET|TOKEN|PASS|SEED|CREDS/.test(name) ? "<hidden>" : JSON.stringify(input[name] ?? "");
+      const value = input[name] ?? "";
+      const shown = /SECRET|TOKEN|PASS|SEED|CREDS/.test(name) ? "<hidden>" : JSON.stringify(name === "NATS_URL" ? redactNatsUrl(value) : value);
       bad.push(`config: ${name}=${shown} rejected: ${issue.message}`);
     }
     return { config: null, errors: [...bad, ...errors], warnings };
   }
   if (errors.length > 0) return { config: null, errors, warnings };
-  return { config: toConfig(result.output), errors, warnings };
+  try {
+    return { config: toConfig(result.output), errors, warnings };
+  } catch (err) {
+    // The NATS settings reject their own combinations (one way of authenticating) as they are built.
+    if (err instanceof ConfigError) return { config: null, errors: [err.message], warnings };
+    throw err;
+  }
 }
 
 type Env = v.InferOutput<typeof EnvSchema>;
@@ -230,11 +243,13 @@ function toConfig(e: Env): Config {
   const nodeId = e.WSGATE_NODE_ID ?? randomNodeId();
   const production = Boolean(e.WSGATE_JWT_SECRET || e.WSGATE_JWT_PUBLIC_KEY);
   const worker = e.WSGATE_WORKER ?? null;
+  const nats = e.NATS_URL ? natsSettings({ ...e, NATS_URL: e.NATS_URL }, (m) => { throw new ConfigError(m); }) : null;
   return {
     ...securityConfig(e),
     port: e.PORT,
     host: e.HOST,
-    natsUrl: e.NATS_URL,
+    natsUrl: nats?.redacted,
+    nats,
     prefix: e.WSGATE_SUBJECT_PREFIX,
     nodeId: worker ? `${nodeId.slice(0, 60)}-w${worker}` : nodeId,
     worker,
