@@ -116,6 +116,25 @@ test("publish goes through NATS when NATS_URL is set", async () => {
   }
 });
 
+test("publish uses the gateway's NATS credentials, and a refusal never shows the password", async () => {
+  const secured = await startNats({ config: "authorization { user: alice, password: s3cretpw }\n" });
+  try {
+    const nc = await connect({ servers: secured.url, user: "alice", pass: "s3cretpw" });
+    const sub = nc.subscribe("ws.recv.s3.carol", { max: 1 });
+    await nc.flush();
+    const url = `nats://alice:s3cretpw@127.0.0.1:${secured.port}`;
+    expect(cli(["publish", "s3", "carol", "authenticated"], { NATS_URL: url })).toMatchObject({ code: 0 });
+    for await (const m of sub) expect(m.string()).toBe("authenticated");
+    await nc.close();
+    const refused = cli(["publish", "s3", "carol", "x"], { NATS_URL: url.replace("s3cretpw", "wrongpw1") });
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain("alice:***@");
+    expect(refused.err + refused.out).not.toContain("wrongpw1");
+  } finally {
+    await stopNatsAndClean(secured);
+  }
+});
+
 test("SIGTERM to `npm start` reaches the gateway: it drains and exits", async () => {
   const port = await freePort();
   const npm = Bun.spawn(["npm", "start"], { cwd: ROOT, env: { ...process.env, PORT: String(port), HOST: "127.0.0.1" }, stdout: "pipe", stderr: "pipe" });
