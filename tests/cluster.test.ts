@@ -3,6 +3,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { NatsBroker } from "../app/broker/nats.ts";
+import { loadNatsLink } from "../app/broker/nats-link.ts";
+import { loadConfig } from "../app/ops/config.ts";
 import { FakeNode } from "./cluster-fake.ts";
 import { type Nats, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
 
@@ -15,7 +17,7 @@ const dec = new TextDecoder();
 
 async function node(id: string) {
   const n = new FakeNode(id);
-  const broker = new NatsBroker(nats.url, `wsgate ${id}`, { deliver() {}, rewatchAll() {}, onState() {} });
+  const broker = new NatsBroker(loadNatsLink(loadConfig({ NATS_URL: nats.url }).nats!), `wsgate ${id}`, { deliver() {}, rewatchAll() {}, onState() {} });
   await broker.start();
   n.join(broker, { timing: { intervalMs: 100, missed: 3 } });
   await waitFor(`${id} connected`, () => broker.state() === "connected");

@@ -14,6 +14,8 @@
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
 import { NatsBroker } from "../../app/broker/nats.ts";
+import { loadNatsLink } from "../../app/broker/nats-link.ts";
+import { loadConfig } from "../../app/ops/config.ts";
 import { Cluster } from "../../app/cluster/cluster.ts";
 import { connIds } from "../../app/cluster/connid.ts";
 import type { CloseWith, ConnInfo, LocalNode } from "../../app/cluster/local.ts";
@@ -65,7 +67,7 @@ async function nodeMain(natsUrl: string, nodeId: string, from: number, to: numbe
   const local = new HeldUsers(nodeId);
   const id = connIds(nodeId);
   for (let i = from; i < to; i++) local.users.set(`ws.recv.${SVC}.u${i}`, [{ id: id(i), since: Date.now(), envelope: false }]);
-  const broker = new NatsBroker(natsUrl, `presence-bench ${nodeId}`, { deliver() {}, rewatchAll() {}, onState() {} });
+  const broker = new NatsBroker(loadNatsLink(loadConfig({ NATS_URL: natsUrl }).nats!), `presence-bench ${nodeId}`, { deliver() {}, rewatchAll() {}, onState() {} });
   await broker.start();
   new Cluster(broker, local, { prefix: "ws", events: false, timing: { intervalMs: 500, missed: 3 } }).start();
   console.log("ready");
