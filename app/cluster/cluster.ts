@@ -56,9 +56,18 @@ export class Cluster {
     this.api.start();
   }
 
-  /** The node started draining: peers hear it now rather than at the next announce. */
-  draining() {
+  /**
+   * The node's drain, around the closing of its sockets: peers hear `draining` at once; once
+   * `socketsGone` (or `boundMs` passed) and the offline checks are out, the node leaves the set.
+   * The broker must still be open until this resolves: the disconnect events ride on it.
+   */
+  async drain(closeSockets: () => void, socketsGone: () => boolean, boundMs: number): Promise<void> {
     this.members.announceNow();
+    closeSockets();
+    const end = Date.now() + boundMs;
+    while (!socketsGone() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    await Promise.race([this.settled(), new Promise((r) => setTimeout(r, Math.max(0, end - Date.now())))]);
+    this.leave();
   }
 
   /** Resolves when every online/offline check this node started has published. */
