@@ -3,7 +3,8 @@
 import type { Broker } from "../broker/broker.ts";
 import { ServiceApi } from "./api.ts";
 import { CLOSE_OP, Control, type DisconnectMode, SEND_OP } from "./control.ts";
-import { Events, SINCE_OP } from "./events.ts";
+import { Events } from "./events.ts";
+import { answerSince, SINCE_OP } from "./since-batch.ts";
 import type { ConnHooks, LocalNode } from "./local.ts";
 import { DEFAULT_TIMING, Membership, type MembershipTiming } from "./membership.ts";
 import { Presence, SERVICE_OP, USER_OP } from "./presence.ts";
@@ -87,7 +88,7 @@ export class Cluster {
     const a = q.args as { svc: string; user: string; conn: string | null; after: string; limit: number; mode: DisconnectMode; hint: FrameHint | null };
     switch (q.op) {
       case SINCE_OP:
-        return this.events?.since(a.svc, a.user) ?? sinceOf(this.local, a.svc, a.user);
+        return answerSince((q.args as { keys?: unknown }).keys, (svc, user) => sinceOf(this.local, svc, user));
       case USER_OP:
         return this.presence.answerUser(a.svc, a.user);
       case SERVICE_OP:
@@ -102,7 +103,11 @@ export class Cluster {
   }
 }
 
+/** The user's earliest socket on this node; null when it holds none. */
 function sinceOf(local: LocalNode, svc: string, user: string): number | null {
-  const c = local.connections(svc, user);
-  return c.length ? Math.min(...c.map((x) => x.since)) : null;
+  const conns = local.connections(svc, user);
+  if (conns.length === 0) return null;
+  let min = conns[0].since;
+  for (const c of conns) if (c.since < min) min = c.since;
+  return min;
 }

@@ -13,16 +13,15 @@ import type { Broker } from "../broker/broker.ts";
 import { log } from "../ops/log.ts";
 import type { ClosedBy, ConnHooks, ConnRef, LocalNode } from "./local.ts";
 import type { Scatter } from "./scatter.ts";
+import { SinceBatch } from "./since-batch.ts";
 import type { ClusterSubjects } from "./subjects.ts";
-
-/** The query a node answers for the online check: its earliest socket's `since`, or null. */
-export const SINCE_OP = "since";
 
 const encoder = new TextEncoder();
 
 export class Events implements ConnHooks {
   /** per user, the online/offline check in flight: they run in order, one at a time */
   private checks = new Map<string, Promise<void>>();
+  private readonly batch: SinceBatch;
 
   constructor(
     private readonly broker: Broker,
@@ -31,7 +30,9 @@ export class Events implements ConnHooks {
     private readonly scatter: Scatter,
     /** whether anyone can hear a service's events (embedded: an SSE stream is open) */
     private readonly heard: (svc: string) => boolean,
-  ) {}
+  ) {
+    this.batch = new SinceBatch(scatter);
+  }
 
   opened(c: ConnRef, first: boolean) {
     if (!this.heard(c.svc)) return;
@@ -48,15 +49,6 @@ export class Events implements ConnHooks {
       `{"event":"disconnect","svc":"${c.svc}","user":"${c.user}","conn":"${c.connId}","node":"${this.local.nodeId}","time":"${iso()}","code":${code},"reason":${JSON.stringify(reason)},"closedBy":"${closedBy}","openMs":${openMs},"framesIn":${c.framesIn},"framesOut":${c.framesOut}}`,
     );
     if (last) this.check(c.svc, c.user, () => this.offline(c.svc, c.user, c.connId));
-  }
-
-  /** The answer to SINCE_OP: the user's earliest socket here. */
-  since(svc: string, user: string): number | null {
-    const conns = this.local.connections(svc, user);
-    if (conns.length === 0) return null;
-    let min = conns[0].since;
-    for (const c of conns) if (c.since < min) min = c.since;
-    return min;
   }
 
   /** Resolves once no online/offline check is in flight (drain waits for it before leaving). */
@@ -83,17 +75,15 @@ export class Events implements ConnHooks {
 
   private async online(svc: string, user: string, conn: string, since: number) {
     const me = this.local.nodeId;
-    const g = await this.scatter.ask({ op: SINCE_OP, args: { svc, user }, payload: null });
-    for (const a of g.answers) {
-      if (a.node === me || typeof a.value !== "number") continue;
-      if (a.value < since || (a.value === since && a.node < me)) return; // an earlier holder said online
+    for (const a of await this.batch.ask(svc, user)) {
+      if (a.node === me || a.since === null) continue;
+      if (a.since < since || (a.since === since && a.node < me)) return; // an earlier holder said online
     }
     this.emit(svc, user, `{"event":"online","svc":"${svc}","user":"${user}","conn":"${conn}","node":"${me}","time":"${iso()}"}`);
   }
 
   private async offline(svc: string, user: string, conn: string) {
-    const g = await this.scatter.ask({ op: SINCE_OP, args: { svc, user }, payload: null });
-    for (const a of g.answers) if (typeof a.value === "number") return; // still held somewhere (maybe here again)
+    for (const a of await this.batch.ask(svc, user)) if (a.since !== null) return; // still held somewhere (maybe here again)
     this.emit(svc, user, `{"event":"offline","svc":"${svc}","user":"${user}","conn":"${conn}","node":"${this.local.nodeId}","time":"${iso()}"}`);
   }
 

@@ -174,6 +174,17 @@ describe("events", () => {
     expect(events.filter((e) => e.event === "offline")[0]).toMatchObject({ user: "u1", node: "b", conn: cb.id });
   });
 
+  test("events - a burst of 1,000 first connections asks the cluster in a handful of batches, not once per user", async () => {
+    const { broker, events } = bus();
+    const ns = start(broker, "a", "b");
+    await allSee(ns, 2);
+    let queries = 0;
+    broker.listen("ws.cluster.query", () => void queries++);
+    for (let i = 0; i < 1_000; i++) ns[0].open("burst", `b${i}`);
+    await waitFor("1,000 onlines", () => events.filter((e) => e.event === "online").length === 1_000);
+    expect(queries).toBeLessThanOrEqual(10);
+  });
+
   test("events - WSGATE_EVENTS=off publishes nothing", async () => {
     const { broker, events } = bus();
     const a = new FakeNode("a");
