@@ -5,7 +5,7 @@ import type { FrameHint } from "../broker/broker.ts";
 
 /** One socket as the cluster sees it: what presence lists and what events report. */
 export type ConnInfo = {
-  /** cluster-wide connection id, `<node>.<boot><n>` (connid.ts) */
+  /** cluster-wide connection id, `<node>.<n>` (connid.ts) */
   id: string;
   /** epoch ms the socket opened */
   since: number;

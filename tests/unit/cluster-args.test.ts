@@ -24,12 +24,18 @@ test("cluster args - limit past the cap, a zero limit and a bad after are 400s; 
   expect(parseMode("forever")).toEqual({ error: "mode must be terminal or reconnect", status: 400 });
 });
 
-test("connection ids - unique per boot, name their node, and are valid subject tokens", () => {
-  const a = connIds("n1");
-  const b = connIds("n1"); // the same node id after a restart
-  expect(nodeOf(a(1))).toBe("n1");
-  expect(a(1)).not.toBe(b(1));
-  expect(badIds({ conn: a(123456) })).toBeNull();
+test("connection ids - name their node, only grow, and a restarted node starts past the ids it gave before", async () => {
+  const { connNumbers, openedAt } = await import("../../app/cluster/connid.ts");
+  const boot1 = connNumbers();
+  const given = Array.from({ length: 500 }, () => boot1());
+  for (let i = 1; i < given.length; i++) expect(given[i]).toBeGreaterThan(given[i - 1]);
+  expect(Math.abs(openedAt(given[0]) - Date.now())).toBeLessThan(1_000);
+  await Bun.sleep(2);
+  const boot2 = connNumbers(); // the same node id after a restart
+  expect(boot2()).toBeGreaterThan(given[given.length - 1]);
+  const id = connIds("n1")(0);
+  expect(nodeOf(id)).toBe("n1");
+  expect(badIds({ conn: id })).toBeNull();
   expect(nodeOf("garbage")).toBeNull();
 });
 
