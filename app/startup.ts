@@ -138,6 +138,12 @@ export async function runGateway<WS>(rt: RuntimePieces<WS>): Promise<{ gw: Gatew
 
 /** How long closed sockets get to finish their close handshake before the listener goes. */
 const SOCKETS_GRACE_MS = 2_000;
+/**
+ * The least time /readyz answers 503 before the listener goes. Bun and uWS let go of a
+ * socket as soon as they send its close frame, so without it a drain can end before a
+ * load balancer's next health check has seen it.
+ */
+const NOT_READY_AT_LEAST_MS = 1_000;
 
 /**
  * SIGTERM and SIGINT: send every client away with 1001 so it reconnects elsewhere, flush
@@ -152,9 +158,11 @@ export function drainer(gw: Gateway, exit: (code: number) => never, listening: P
       log("warn", "drain timed out; exiting");
       exit(0);
     }, gw.config.drainTimeoutMs);
+    const began = Date.now();
     await gw.shutdown();
-    const until = Date.now() + SOCKETS_GRACE_MS;
-    while (gw.metrics.connections > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    while (gw.metrics.connections > 0 && Date.now() < began + SOCKETS_GRACE_MS) await sleep(20);
+    await sleep(began + NOT_READY_AT_LEAST_MS - Date.now());
     await listening.close();
     clearTimeout(force);
     log("info", "drained; exiting");
