@@ -42,8 +42,8 @@ export function denoTransport(backpressureBytes: number, abort: (ws: DenoSocket)
  * may not have it): the caller falls back to close().
  */
 export function abortDenoSocket(ws: DenoSocket): boolean {
-  const deno = (globalThis as unknown as { Deno: Record<symbol, { core?: { tryClose?(rid: number): void } }> & { internal: symbol } }).Deno;
-  const core = deno[deno.internal]?.core;
+  const deno = (globalThis as unknown as { Deno?: Record<symbol, { core?: { tryClose?(rid: number): void } }> & { internal: symbol } }).Deno;
+  const core = deno?.[deno.internal]?.core;
   const ridKey = Object.getOwnPropertySymbols(ws).find((s) => s.description === "[[rid]]");
   const rid = ridKey ? (ws as unknown as Record<symbol, unknown>)[ridKey] : undefined;
   if (typeof rid !== "number" || typeof core?.tryClose !== "function") return false;
