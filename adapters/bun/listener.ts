@@ -5,6 +5,7 @@ import { SUBPROTOCOL } from "../../app/envelope/frames.ts";
 import { log } from "../../app/ops/log.ts";
 import type { Conn, Listening, RuntimePieces } from "../../app/startup.ts";
 import { guardAccept } from "../shared/accept-guard.ts";
+import { closeCode } from "../shared/close-code.ts";
 import { listenError } from "../shared/listen-error.ts";
 
 /** The upgrade response's extra header for a client that chose the wsgate.v1 envelope. */
@@ -37,7 +38,7 @@ export function listenBun({ config, secrets, gw, app }: Ctx, fdLimit: number): L
         closeOnBackpressureLimit: false,
         open: (ws) => gw.open(ws.data, ws),
         message: (ws, message) => gw.message(ws.data, message, typeof message !== "string"),
-        close: (ws, code, reason) => gw.close(ws.data, code, reason),
+        close: (ws, code, reason) => gw.close(ws.data, closeCode(code, reason), reason),
       },
       error(err) {
         log("error", "request failed", { error: String(err) });

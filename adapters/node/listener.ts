@@ -6,9 +6,10 @@ import { SUBPROTOCOL } from "../../app/envelope/frames.ts";
 import { log } from "../../app/ops/log.ts";
 import { type Conn, ListenError, type Listening, type RuntimePieces } from "../../app/startup.ts";
 import { guardAccept } from "../shared/accept-guard.ts";
+import { closeCode } from "../shared/close-code.ts";
 import { listenError } from "../shared/listen-error.ts";
-import { type FetchApp, httpHandler, readRequest, refuse, reply, watch } from "./http-bridge.ts";
-import { closeCode, type Data } from "./transport.ts";
+import { httpHandler, readRequest, refuse, reply, watch } from "./http-bridge.ts";
+import type { Data } from "./transport.ts";
 import type { Uws } from "./uws.ts";
 
 type Ctx = Parameters<RuntimePieces<unknown>["listen"]>[0];
@@ -17,9 +18,9 @@ const UPGRADED = new Response(null, { status: 204 });
 const closeReason = new TextDecoder();
 
 export async function listenNode(uWS: Uws, { config, secrets, gw, app }: Ctx, fdLimit: number): Promise<Listening> {
-  // secretsOrExit has read both files, so uWS (which takes paths) will find them.
+  // the start-up has read both files, so uWS (which takes paths) will find them.
   const server: TemplatedApp = secrets.tls ? uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey }) : uWS.App();
-  server.any("/*", httpHandler(app as unknown as FetchApp));
+  server.any("/*", httpHandler(app));
   const behavior = {
     // uWS cuts a frame over its own limit without a close frame (the client sees 1006), so it
     // gets headroom: frames up to 4x the limit reach the gateway, which closes with 1009.

@@ -3,7 +3,8 @@
 import { describe, expect, test } from "bun:test";
 import type { HttpRequest, HttpResponse } from "@btc-vision/uwebsockets.js";
 import { httpHandler, MAX_BODY, readRequest, reply, watch } from "../../adapters/node/http-bridge.ts";
-import { closeCode, sendStatus, uwsTransport, type WS } from "../../adapters/node/transport.ts";
+import { sendStatus, uwsTransport, type WS } from "../../adapters/node/transport.ts";
+import { closeCode } from "../../adapters/shared/close-code.ts";
 import { loadUws } from "../../adapters/node/uws.ts";
 
 describe("node transport", () => {
@@ -13,7 +14,7 @@ describe("node transport", () => {
     expect(sendStatus(2)).toBe(0);
   });
 
-  test("uWS's 1006 'Received too big message' reaches the gateway as 1009; other closes are unchanged", () => {
+  test("uWS's (and Bun's) 1006 'Received too big message' reaches the gateway as 1009; other closes are unchanged", () => {
     expect(closeCode(1006, "Received too big message")).toBe(1009);
     expect(closeCode(1006, undefined)).toBe(1006);
     expect(closeCode(1000, "Received too big message")).toBe(1000);
