@@ -77,3 +77,12 @@ describe("open-files limit", () => {
     for (const bad of [undefined, "", "unlimited", "-1", "1.5"]) expect(openFilesLimitFromEnv(bad)).toBe(0);
   });
 });
+
+describe("entry files", () => {
+  test("the Bun and Node entry files import without running: they export start() for the caller", async () => {
+    const bun = await import("../../adapters/bun.ts");
+    const node = await import("../../adapters/node-uws.ts");
+    expect(typeof bun.start).toBe("function");
+    expect(typeof node.start).toBe("function");
+  });
+});
