@@ -2,9 +2,10 @@
 // runtime shares (runGateway); the adapters only bring their runtime's pieces.
 import { EmbeddedBroker } from "./broker/embedded.ts";
 import { NatsBroker } from "./broker/nats.ts";
-import { type Config, ConfigError, loadConfig } from "./ops/config.ts";
+import { loadNatsLink } from "./broker/nats-link.ts";
+import { checkConfig, type Config } from "./ops/config.ts";
 import { Gateway, type Transport } from "./core/gateway.ts";
-import { log, setLogLevel } from "./ops/log.ts";
+import { log, setLogBase, setLogLevel } from "./ops/log.ts";
 import { MailboxStore } from "./mailbox/store.ts";
 import { embeddedRoutes, routes } from "./http/routes.ts";
 import { Auth, KeyError, type ReadTextFile } from "./security/auth.ts";
@@ -15,17 +16,19 @@ export { Gateway } from "./core/gateway.ts";
 export type { UpgradeEnv } from "./http/routes.ts";
 export type { Secrets, Tls } from "./security/security.ts";
 
-/** Reads the config; on a bad value prints the one line and exits with status 2. */
+/** Reads the config; prints every bad variable (one line each) and exits with status 2, or warns about unknown names. */
 export function configOrExit(env: Record<string, string | undefined>, exit: (code: number) => never): Config {
-  try {
-    return loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      return exit(2);
-    }
-    throw err;
+  const { config, errors, warnings } = checkConfig(env);
+  if (config) {
+    setLogLevel(config.logLevel);
+    setLogBase(config.worker ? { node: config.nodeId, worker: config.worker } : { node: config.nodeId });
   }
+  for (const w of warnings) log("warn", w);
+  if (!config) {
+    for (const e of errors) console.error(e);
+    return exit(2);
+  }
+  return config;
 }
 
 /**
@@ -51,8 +54,8 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
   if (config.mailbox) gw.enableMailbox(new MailboxStore(config.mailbox, gw.subjects));
   const hooks = gw.brokerHooks();
   const app = routes(gw);
-  if (config.natsUrl) {
-    gw.broker = new NatsBroker(config.natsUrl, `wsgate ${config.nodeId}`, hooks);
+  if (config.nats) {
+    gw.broker = new NatsBroker(secrets?.nats ?? loadNatsLink(config.nats), `wsgate ${config.nodeId}`, hooks);
   } else {
     const embedded = new EmbeddedBroker(hooks);
     gw.broker = embedded;
@@ -106,6 +109,8 @@ export type RuntimePieces<WS> = {
   transport(config: Config): Transport<WS>;
   /** The soft open-files limit in effect; 0 when unknown. */
   openFilesLimit(): number;
+  /** Opens the separate /metrics listener when WSGATE_METRICS_PORT is set (exits 1 when it cannot). */
+  serveMetrics(gw: Gateway): Promise<void>;
   /** Listens with the gateway's routes and socket handlers; throws ListenError when it cannot. */
   listen(ctx: { config: Config; secrets: Secrets; gw: Gateway; app: ReturnType<typeof routes> }): Listening | Promise<Listening>;
 };
@@ -130,6 +135,7 @@ export async function runGateway<WS>(rt: RuntimePieces<WS>): Promise<{ gw: Gatew
   }
   await gw.broker.start();
   logStart(gw, { host: config.host, port: listening.port });
+  await rt.serveMetrics(gw);
   const drain = drainer(gw, rt.exit, listening);
   rt.onSignal("SIGTERM", drain);
   rt.onSignal("SIGINT", drain);

@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { log } from "../../app/ops/log.ts";
 import { runGateway } from "../../app/startup.ts";
+import { serveMetrics } from "../metrics-listener.ts";
 import { openFilesLimitFromProc } from "../shared/open-files.ts";
 import { listenBun } from "./listener.ts";
 import { bunTransport } from "./transport.ts";
@@ -17,6 +18,7 @@ export function start() {
     onSignal: (signal, handler) => process.on(signal, handler),
     transport: () => bunTransport(),
     openFilesLimit: () => fdLimit,
+    serveMetrics: (gw) => serveMetrics(gw, (code) => process.exit(code)),
     listen: (ctx) => listenBun(ctx, fdLimit),
   });
 }

@@ -2,6 +2,7 @@
 // gateway's (>0 sent, -1 queued behind backpressure, 0 dropped).
 import type { ServerWebSocket } from "bun";
 import type { Conn, Transport } from "../../app/startup.ts";
+import { processStats } from "../process-stats.ts";
 
 export type BunSocket = Pick<ServerWebSocket<Conn>, "sendText" | "sendBinary" | "close" | "getBufferedAmount" | "terminate">;
 
@@ -11,6 +12,7 @@ export function bunTransport(gc: () => void = () => Bun.gc(true)): Transport<Bun
     textAsString: true,
     send: (ws, data, text) => (text ? ws.sendText(data as string) : ws.sendBinary(data as Uint8Array)),
     collectGarbage: gc,
+    processStats,
     close: (ws, code, reason) => ws.close(code, reason),
     buffered: (ws) => ws.getBufferedAmount(),
     terminate: (ws) => ws.terminate(),

@@ -2,6 +2,7 @@
 // /proc access (see scripts/start.sh): the open-files limit comes from start.sh.
 import { log } from "../../app/ops/log.ts";
 import { runGateway } from "../../app/startup.ts";
+import { serveMetrics } from "../metrics-listener.ts";
 import { openFilesLimitFromEnv } from "../shared/open-files.ts";
 import { listenDeno } from "./listener.ts";
 import { abortDenoSocket, denoTransport } from "./transport.ts";
@@ -19,6 +20,7 @@ export function start() {
       if (!limit) log("warn", "open-files limit unknown: start Deno through scripts/start.sh, or set WSGATE_OPEN_FILES_LIMIT to `ulimit -n`");
       return limit;
     },
+    serveMetrics: (gw) => serveMetrics(gw, (code) => Deno.exit(code)),
     listen: listenDeno,
   });
 }

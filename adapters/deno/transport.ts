@@ -1,5 +1,6 @@
 // Deno's web-standard WebSocket as the gateway's transport.
 import type { Transport } from "../../app/startup.ts";
+import { processStats } from "../process-stats.ts";
 
 export type DenoSocket = Pick<WebSocket, "readyState" | "send" | "close" | "bufferedAmount">;
 
@@ -29,6 +30,7 @@ export function denoTransport(backpressureBytes: number, abort: (ws: DenoSocket)
     terminate(ws) {
       if (!abort(ws)) transport.close(ws, 1008, "closing");
     },
+    processStats,
   };
   return transport;
 }

@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { log } from "../../app/ops/log.ts";
 import { runGateway } from "../../app/startup.ts";
+import { serveMetrics } from "../metrics-listener.ts";
 import { openFilesLimitFromProc } from "../shared/open-files.ts";
 import { listenNode } from "./listener.ts";
 import { uwsTransport } from "./transport.ts";
@@ -25,6 +26,7 @@ export async function start() {
     onSignal: (signal, handler) => process.on(signal, handler),
     transport: () => uwsTransport,
     openFilesLimit: () => fdLimit,
+    serveMetrics: (gw) => serveMetrics(gw, (code) => process.exit(code)),
     listen: (ctx) => listenNode(uWS, ctx, fdLimit),
   });
 }

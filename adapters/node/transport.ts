@@ -2,6 +2,7 @@
 // the gateway's.
 import type { WebSocket } from "@btc-vision/uwebsockets.js";
 import type { Conn, Transport } from "../../app/startup.ts";
+import { processStats } from "../process-stats.ts";
 
 /** uWS copies these properties onto the socket object, so keep exactly one. */
 export type Data = { conn: Conn };
@@ -24,4 +25,5 @@ export const uwsTransport: Transport<WS | null> = {
   terminate(ws) {
     if (ws !== null) ws.close();
   },
+  processStats,
 };
