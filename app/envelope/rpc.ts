@@ -5,12 +5,17 @@
 // envelope connection on this node (one queue subscription and one small record); a
 // connection gets a record only while it has requests or calls in flight. Timeouts are
 // swept by one interval that runs only while something waits, never a timer per request.
-import { type FrameHint, HEADER } from "../broker/broker.ts";
-import { CLOSE } from "../../protocol/close-codes.ts";
+import { type Broker, type FrameHint, HEADER } from "../broker/broker.ts";
 import { errorFrame, frameBytes, idFrame, parseClientFrame } from "./frames.ts";
-import type { Conn, Gateway } from "../core/gateway.ts";
+import type { Conn, UserEntry } from "../core/conn.ts";
+import type { ClientPublisher } from "../core/publish.ts";
+import type { Subjects } from "../core/subjects.ts";
+import { sendCounted, type Transport } from "../core/transport.ts";
+import type { Config } from "../ops/config.ts";
+import type { Metrics } from "../ops/metrics.ts";
 import { log } from "../ops/log.ts";
 import { removeUnordered } from "../util/unordered.ts";
+import { TimerWheel, type WheelItem } from "../util/wheel.ts";
 import { isUtf8 } from "../util/utf8.ts";
 
 /** Ceiling on a requester's Ws-Timeout-Ms: bounds how long a forgotten request holds memory. */
@@ -23,7 +28,7 @@ const TICK_MS = 25;
 type Watch = { svc: string; user: string; handle: unknown; conns: Conn[]; next: number };
 
 /** Shared by both waits: where it sits in the timeout wheel, and whether it is over. */
-type Timed = { at: number; slot: number; idx: number; done: boolean };
+type Timed = WheelItem & { done: boolean };
 /** A service's request forwarded to a client, waiting for the client's reply. */
 type Pending = Timed & { kind: 0; id: string; conn: Conn; reply: string };
 /** A client's call, or a request from the HTTP API, waiting for the broker's answer. */
@@ -33,6 +38,21 @@ type Call = Timed & { kind: 1; token: string; conn: Conn | null; id: string; ms:
 type Link = { reqs: Pending[]; calls: number };
 
 export type Answer = { ok: true; data: Uint8Array; hint: FrameHint } | { ok: false; code: string; message: string };
+
+/** What request/reply needs from the rest of the gateway, given at construction. */
+export type RpcDeps = {
+  config: Config;
+  metrics: Metrics;
+  transport: Transport;
+  subjects: Subjects;
+  broker: Broker;
+  /** the one client-publish path (a `message` frame goes out exactly as a raw frame) */
+  publisher: ClientPublisher;
+  /** `<svc>.<user>` of a user this node serves */
+  svcUser: (entry: UserEntry) => string;
+  /** a `resume` frame (the mailbox's, or the answer that there is none) */
+  resume: (conn: Conn, after: number | undefined) => void;
+};
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -44,25 +64,29 @@ export class Rpc {
   private pending = new Map<string, Pending>();
   private calls = new Map<string, Call>();
   private counter = 0;
-  private wheel = new Map<number, Timed[]>();
-  private swept = 0;
-  private timer: ReturnType<typeof setInterval> | null = null;
+  private readonly wheel = new TimerWheel<Pending | Call>(TICK_MS, (t) => this.expire(t), "expiring a request");
   private readonly reqPrefix: string;
+  private readonly config: Config;
+  private readonly metrics: Metrics;
+  private readonly broker: Broker;
 
-  constructor(private gw: Gateway) {
-    this.reqPrefix = gw.subjects.req("", "").slice(0, -1);
+  constructor(private readonly deps: RpcDeps) {
+    this.reqPrefix = deps.subjects.req("", "").slice(0, -1);
+    this.config = deps.config;
+    this.metrics = deps.metrics;
+    this.broker = deps.broker;
   }
 
   /** An envelope connection opened: its user's request subject is watched while it has one. */
   opened(conn: Conn) {
-    const svcUser = this.gw.svcUser(conn.user!);
+    const svcUser = this.deps.svcUser(conn.user!);
     const subject = this.reqPrefix + svcUser;
     let w = this.watches.get(subject);
     if (!w) {
       const dot = svcUser.indexOf(".");
       w = { svc: svcUser.slice(0, dot), user: svcUser.slice(dot + 1), handle: null, conns: [], next: 0 };
       this.watches.set(subject, w);
-      w.handle = this.gw.broker.watchRequests(subject);
+      w.handle = this.broker.watchRequests(subject);
     }
     w.conns.push(conn);
   }
@@ -75,7 +99,7 @@ export class Rpc {
       removeUnordered(w.conns, conn);
       if (w.conns.length === 0) {
         this.watches.delete(subject);
-        this.gw.broker.unwatch(w.handle);
+        this.broker.unwatch(w.handle);
       }
     }
     const link = this.links.get(conn);
@@ -86,19 +110,18 @@ export class Rpc {
     for (const p of link.reqs) {
       this.untrack(p);
       this.pending.delete(p.id);
-      this.gw.metrics.requests.closed++;
+      this.metrics.requests.closed++;
       this.fail(p.reply, "connection_closed", "the connection the request went to closed before answering");
     }
   }
 
   /** A brand-new broker connection: watch every request subject again. */
   rewatch() {
-    for (const [subject, w] of this.watches) w.handle = this.gw.broker.watchRequests(subject);
+    for (const [subject, w] of this.watches) w.handle = this.broker.watchRequests(subject);
   }
 
   stop() {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.wheel.stop();
   }
 
   /** A frame from an envelope connection, after the gateway's size and rate checks. */
@@ -116,12 +139,12 @@ export class Rpc {
       case "request":
         return this.call(conn, f);
       case "resume":
-        return this.gw.resume(conn, f.after);
+        return this.deps.resume(conn, f.after);
     }
   }
 
   private refuse(conn: Conn, why: string, id?: string) {
-    this.gw.metrics.envelopeErrors++;
+    this.metrics.envelopeErrors++;
     this.send(conn, errorFrame("bad_frame", why, id));
   }
 
@@ -129,17 +152,7 @@ export class Rpc {
   private publish(conn: Conn, f: { data: string; encoding?: "base64" }) {
     const bytes = frameBytes(f);
     if (!bytes) return this.refuse(conn, "data is not valid base64");
-    try {
-      this.gw.broker.publish(this.gw.sendSubject(conn), bytes, {
-        [HEADER.conn]: String(conn.id),
-        [HEADER.node]: this.gw.config.nodeId,
-        [HEADER.frame]: f.encoding ? "binary" : "text",
-      });
-    } catch (err) {
-      this.gw.metrics.publishErrors++;
-      log("warn", "publish failed; closing the connection so the client retries", { error: String(err) });
-      this.gw.transport.close(conn.ws, CLOSE.INTERNAL.code, "broker unavailable");
-    }
+    this.deps.publisher.publish(conn, bytes, f.encoding !== undefined);
   }
 
   // ---- service → client -------------------------------------------------------------
@@ -147,7 +160,7 @@ export class Rpc {
   /** Broker hook: a request for a user this node watches. */
   onRequest(subject: string, data: Uint8Array, reply: string, hint: FrameHint, timeoutMs: number) {
     if (!reply) return; // published, not requested: nobody waits for an answer
-    const m = this.gw.metrics;
+    const m = this.metrics;
     const w = this.watches.get(subject);
     if (!w) {
       m.requests.closed++; // the user's last envelope socket closed while the request was on its way
@@ -156,20 +169,20 @@ export class Rpc {
     const conn = this.pick(w);
     if (!conn) {
       m.requests.overloaded++;
-      return this.fail(reply, "overloaded", `every connection of the user already has ${this.gw.config.rpc.maxRequestsPerConn} requests waiting`);
+      return this.fail(reply, "overloaded", `every connection of the user already has ${this.config.rpc.maxRequestsPerConn} requests waiting`);
     }
-    const ms = Math.min(timeoutMs || this.gw.config.rpc.requestTimeoutMs, MAX_REQUEST_TIMEOUT_MS);
-    const p: Pending = { kind: 0, id: this.token(), conn, reply, at: Date.now() + ms, slot: 0, idx: -1, done: false };
+    const ms = Math.min(timeoutMs || this.config.rpc.requestTimeoutMs, MAX_REQUEST_TIMEOUT_MS);
+    const p: Pending = { kind: 0, id: this.token(), conn, reply, tick: 0, slot: -1, done: false };
     this.pending.set(p.id, p);
     this.linkOf(conn).reqs.push(p);
-    this.track(p);
+    this.track(p, ms);
     this.send(conn, idFrame("request", p.id, data, hint !== "binary" && isUtf8(data)));
   }
 
   /** One connection per request, taking turns, skipping closing sockets and full ones. */
   private pick(w: Watch): Conn | null {
     const conns = w.conns;
-    const max = this.gw.config.rpc.maxRequestsPerConn;
+    const max = this.config.rpc.maxRequestsPerConn;
     for (let i = 0; i < conns.length; i++) {
       const k = (w.next + i) % conns.length;
       const c = conns[k];
@@ -198,18 +211,18 @@ export class Rpc {
       removeUnordered(link.reqs, p);
       this.dropIfIdle(conn, link);
     }
-    const headers: Record<string, string> = { [HEADER.conn]: String(conn.id), [HEADER.node]: this.gw.config.nodeId };
+    const headers: Record<string, string> = { [HEADER.conn]: String(conn.id), [HEADER.node]: this.config.nodeId };
     if (f) {
       headers[HEADER.frame] = f.encoding ? "binary" : "text";
-      this.gw.metrics.requests.answered++;
+      this.metrics.requests.answered++;
     } else {
       headers[HEADER.error] = code;
-      this.gw.metrics.requests.client_error++;
+      this.metrics.requests.client_error++;
     }
     try {
-      this.gw.broker.publish(p.reply, bytes, headers);
+      this.broker.publish(p.reply, bytes, headers);
     } catch (err) {
-      this.gw.metrics.publishErrors++;
+      this.metrics.publishErrors++;
       log("warn", "could not pass a reply on; the requester will time out", { error: String(err) });
     }
   }
@@ -217,7 +230,7 @@ export class Rpc {
   /** Tells a requester its request failed, with a Ws-Error code. */
   private fail(reply: string, code: string, message: string) {
     try {
-      this.gw.broker.publish(reply, encoder.encode(message), { [HEADER.error]: code, [HEADER.node]: this.gw.config.nodeId });
+      this.broker.publish(reply, encoder.encode(message), { [HEADER.error]: code, [HEADER.node]: this.config.nodeId });
     } catch {
       // Broker away: the requester's own timeout tells it.
     }
@@ -229,13 +242,13 @@ export class Rpc {
    */
   requestUser(svc: string, user: string, data: Uint8Array, hint: FrameHint, ms: number): Promise<Answer> {
     return new Promise((resolve) => {
-      const call: Call = { kind: 1, token: this.token(), conn: null, id: "", ms, at: Date.now() + ms, slot: 0, idx: -1, done: false, settle: resolve };
+      const call: Call = { kind: 1, token: this.token(), conn: null, id: "", ms, tick: 0, slot: -1, done: false, settle: resolve };
       this.calls.set(call.token, call);
-      this.track(call);
+      this.track(call, ms);
       const headers: Record<string, string> = { [HEADER.timeout]: String(ms) };
       if (hint) headers[HEADER.frame] = hint;
       try {
-        this.gw.broker.request(this.gw.subjects.req(svc, user), data, headers, call.token);
+        this.broker.request(this.deps.subjects.req(svc, user), data, headers, call.token);
       } catch (err) {
         this.finish(call, { ok: false, code: "unavailable", message: String(err) });
       }
@@ -247,27 +260,27 @@ export class Rpc {
   private call(conn: Conn, f: { id: string; method: string; data: string; encoding?: "base64"; timeout?: number }) {
     const bytes = frameBytes(f);
     if (!bytes) return this.refuse(conn, "data is not valid base64", f.id);
-    const cfg = this.gw.config.rpc;
+    const cfg = this.config.rpc;
     const link = this.linkOf(conn);
     if (link.calls >= cfg.maxCallsPerConn) {
       this.dropIfIdle(conn, link);
-      this.gw.metrics.calls.too_many++;
+      this.metrics.calls.too_many++;
       return this.send(conn, errorFrame("too_many_calls", `at most ${cfg.maxCallsPerConn} calls may wait at once per connection (WSGATE_MAX_CALLS_PER_CONN)`, f.id));
     }
-    const w = this.watches.get(this.reqPrefix + this.gw.svcUser(conn.user!))!;
+    const w = this.watches.get(this.reqPrefix + this.deps.svcUser(conn.user!))!;
     const ms = Math.min(f.timeout ?? cfg.callTimeoutMs, cfg.callTimeoutMs);
-    const call: Call = { kind: 1, token: this.token(), conn, id: f.id, ms, at: Date.now() + ms, slot: 0, idx: -1, done: false, settle: null };
+    const call: Call = { kind: 1, token: this.token(), conn, id: f.id, ms, tick: 0, slot: -1, done: false, settle: null };
     link.calls++;
     this.calls.set(call.token, call);
-    this.track(call);
+    this.track(call, ms);
     try {
-      this.gw.broker.request(
-        this.gw.subjects.call(w.svc, f.method),
+      this.broker.request(
+        this.deps.subjects.call(w.svc, f.method),
         bytes,
         {
           [HEADER.user]: w.user,
           [HEADER.conn]: String(conn.id),
-          [HEADER.node]: this.gw.config.nodeId,
+          [HEADER.node]: this.config.nodeId,
           [HEADER.frame]: f.encoding ? "binary" : "text",
           [HEADER.timeout]: String(ms),
         },
@@ -292,7 +305,7 @@ export class Rpc {
     this.calls.delete(call.token);
     this.untrack(call);
     if (call.settle) return call.settle(a);
-    const m = this.gw.metrics;
+    const m = this.metrics;
     if (a.ok) m.calls.ok++;
     else if (a.code === "no_responders" || a.code === "timeout" || a.code === "unavailable") m.calls[a.code]++;
     else m.calls.service_error++;
@@ -323,72 +336,29 @@ export class Rpc {
   }
 
   private send(conn: Conn, frame: string) {
-    const m = this.gw.metrics;
-    const status = this.gw.transport.send(conn.ws, frame, true);
-    if (status === 0) {
-      m.dropped++;
-      return;
-    }
-    m.messagesOut++;
-    m.bytesOut += frame.length;
-    if (status < 0) m.backpressure++;
+    sendCounted(this.deps.transport, this.metrics, conn.ws, frame, frame.length);
   }
 
-  /** Files a wait in the timeout wheel: one bucket per tick, swap-removed when it ends early. */
-  private track(t: Timed) {
-    if (!this.timer) {
-      this.swept = Math.floor(Date.now() / TICK_MS);
-      this.timer = setInterval(() => this.sweep(), TICK_MS);
-    }
-    const slot = Math.max(Math.ceil(t.at / TICK_MS), this.swept + 1);
-    let bucket = this.wheel.get(slot);
-    if (!bucket) this.wheel.set(slot, (bucket = []));
-    t.slot = slot;
-    t.idx = bucket.length;
-    bucket.push(t);
-    this.gw.metrics.rpcPending++;
+  /** Files a wait in the timeout wheel, due `ms` from now. */
+  private track(t: Pending | Call, ms: number) {
+    this.wheel.add(t, this.wheel.tickAt(Date.now() + ms));
+    this.metrics.rpcPending++;
   }
 
-  private untrack(t: Timed) {
+  private untrack(t: Pending | Call) {
     if (t.done) return;
     t.done = true;
-    this.gw.metrics.rpcPending--;
-    const bucket = this.wheel.get(t.slot);
-    if (!bucket || bucket[t.idx] !== t) return;
-    const last = bucket.pop()!;
-    if (last !== t) {
-      bucket[t.idx] = last;
-      last.idx = t.idx;
-    }
-    if (bucket.length === 0) this.wheel.delete(t.slot);
-  }
-
-  private sweep() {
-    const now = Math.floor(Date.now() / TICK_MS);
-    for (let s = this.swept + 1; s <= now; s++) {
-      const due = this.wheel.get(s);
-      if (!due) continue;
-      this.wheel.delete(s);
-      for (const t of due) t.idx = -1;
-      for (const t of due) {
-        if (t.done) continue;
-        try {
-          this.expire(t as Pending | Call);
-        } catch (err) {
-          log("warn", "expiring a request failed", { error: String(err) });
-        }
-      }
-    }
-    this.swept = now;
-    if (this.wheel.size === 0) this.stop();
+    this.metrics.rpcPending--;
+    this.wheel.remove(t);
   }
 
   private expire(t: Pending | Call) {
+    if (t.done) return;
     if (t.kind === 1) return this.finish(t, { ok: false, code: "timeout", message: `no answer within ${t.ms} ms` });
     // The requester has given up: a late reply is dropped, nobody needs telling.
     this.untrack(t);
     this.pending.delete(t.id);
-    this.gw.metrics.requests.expired++;
+    this.metrics.requests.expired++;
     const link = this.links.get(t.conn);
     if (!link) return;
     removeUnordered(link.reqs, t);

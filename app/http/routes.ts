@@ -6,10 +6,9 @@ import { streamSSE } from "hono/streaming";
 import type { Context } from "hono";
 import type { EmbeddedBroker } from "../broker/embedded.ts";
 import { HEADER } from "../broker/broker.ts";
-import type { Conn, Gateway } from "../core/gateway.ts";
+import type { Conn } from "../core/conn.ts";
+import type { Gateway } from "../core/gateway.ts";
 import { type Identity, type IdentityError, isIdentityError } from "../security/identity.ts";
-import { Auth } from "../security/auth.ts";
-import { Security } from "../security/security.ts";
 import { ID_PATTERN } from "../core/subjects.ts";
 import { SUBPROTOCOL, toBase64 } from "../envelope/frames.ts";
 import { requestRoutes } from "./rpc-routes.ts";
@@ -30,7 +29,7 @@ const MAX_PUBLISH_BYTES = 1024 * 1024;
 
 export function routes(gw: Gateway): Hono<UpgradeEnv> {
   const app = new Hono<UpgradeEnv>();
-  const sec = (gw.security ??= new Security(gw.config, Auth.fromConfig(gw.config)));
+  const sec = gw.security;
 
   app.get("/healthz", (c) => c.text("ok\n"));
 

@@ -3,7 +3,10 @@
 import { expect, test } from "bun:test";
 import { EmbeddedBroker } from "../../app/broker/embedded.ts";
 import { loadConfig } from "../../app/ops/config.ts";
-import { type Conn, Gateway, type Transport } from "../../app/core/gateway.ts";
+import { createGateway } from "../../app/startup.ts";
+import type { Conn } from "../../app/core/conn.ts";
+import type { Gateway } from "../../app/core/gateway.ts";
+import type { Transport } from "../../app/core/transport.ts";
 
 type Sock = { sent: (string | Uint8Array)[]; closed?: number };
 
@@ -14,9 +17,8 @@ function setup(env: Record<string, string> = {}) {
     send: (ws, data) => (ws.closed ? 0 : (ws.sent.push(data), 1)),
     close: (ws, code) => void (ws.closed = code),
   };
-  const gw = new Gateway(loadConfig({ WSGATE_LOG_LEVEL: "error", ...env }), transport);
-  const broker = new EmbeddedBroker(gw.brokerHooks());
-  gw.broker = broker;
+  const { gw } = createGateway(loadConfig({ WSGATE_LOG_LEVEL: "error", ...env }), transport);
+  const broker = gw.broker as EmbeddedBroker;
   return { gw, broker };
 }
 
