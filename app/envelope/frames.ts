@@ -1,6 +1,7 @@
 // The wsgate.v1 envelope: JSON text frames with a `type`, selected with the
 // `Sec-WebSocket-Protocol: wsgate.v1` subprotocol. Raw mode (no subprotocol) never sees these.
 import * as v from "valibot";
+import { ID_PATTERN, idError } from "../../protocol/ids.ts";
 
 export const SUBPROTOCOL = "wsgate.v1";
 
@@ -27,8 +28,6 @@ export function errorFrame(code: string, message: string, id?: string): string {
 
 /** Ids name a pending request in a frame and in logs: printable ASCII, no spaces, bounded. */
 export const ID_RULE = /^[\x21-\x7e]{1,64}$/;
-/** Methods become a NATS subject token (`<prefix>.call.<svc>.<method>`). */
-export const METHOD_RULE = /^[A-Za-z0-9_-]{1,64}$/;
 
 const id = v.pipe(v.string("id must be a string"), v.regex(ID_RULE, "id must be 1 to 64 printable ASCII characters without spaces"));
 const data = v.optional(v.string("data must be a string (text, or base64 with \"encoding\":\"base64\")"), "");
@@ -41,7 +40,7 @@ export const ClientFrameSchema = v.variant(
     v.object({
       type: v.literal("request"),
       id,
-      method: v.pipe(v.string("method must be a string"), v.regex(METHOD_RULE, "method must match ^[A-Za-z0-9_-]{1,64}$")),
+      method: v.pipe(v.string("method must be a string"), v.regex(ID_PATTERN, idError("method"))),
       data,
       encoding,
       /** ms the client waits; the gateway uses the smaller of this and WSGATE_CALL_TIMEOUT_MS */
@@ -52,7 +51,7 @@ export const ClientFrameSchema = v.variant(
     v.object({
       type: v.literal("error"),
       id,
-      code: v.optional(v.pipe(v.string("code must be a string"), v.regex(METHOD_RULE, "code must match ^[A-Za-z0-9_-]{1,64}$")), "client_error"),
+      code: v.optional(v.pipe(v.string("code must be a string"), v.regex(ID_PATTERN, idError("code"))), "client_error"),
       message: v.optional(v.pipe(v.string("message must be a string"), v.maxLength(1024, "message must be at most 1024 characters")), ""),
     }),
     v.object({

@@ -13,7 +13,7 @@ import { parseClientFrame } from "../../app/envelope/frames.ts";
 import type { Conn } from "../../app/core/conn.ts";
 import type { Transport } from "../../app/core/transport.ts";
 import { type Identity, type IdentityError, identityFromCookies, readCookie } from "../../app/security/identity.ts";
-import { ID_PATTERN } from "../../app/core/subjects.ts";
+import { ID_PATTERN } from "../../protocol/ids.ts";
 import { hsSigner, now, SECRET, sign } from "../helpers/security.ts";
 
 const SUBJECT_SAFE = /^[A-Za-z0-9_-]{1,64}$/;
