@@ -7,6 +7,7 @@
 // swept by one interval that runs only while something waits, never a timer per request.
 import { type Broker, type FrameHint, HEADER } from "../broker/broker.ts";
 import { errorFrame, frameBytes, idFrame, parseClientFrame } from "./frames.ts";
+import { ERROR } from "../../protocol/envelope.ts";
 import type { Conn, UserEntry } from "../core/conn.ts";
 import type { ClientPublisher } from "../core/publish.ts";
 import type { Subjects } from "../core/subjects.ts";
@@ -111,7 +112,7 @@ export class Rpc {
       this.untrack(p);
       this.pending.delete(p.id);
       this.metrics.requests.closed++;
-      this.fail(p.reply, "connection_closed", "the connection the request went to closed before answering");
+      this.fail(p.reply, ERROR.CONNECTION_CLOSED, "the connection the request went to closed before answering");
     }
   }
 
@@ -145,7 +146,7 @@ export class Rpc {
 
   private refuse(conn: Conn, why: string, id?: string) {
     this.metrics.envelopeErrors++;
-    this.send(conn, errorFrame("bad_frame", why, id));
+    this.send(conn, errorFrame(ERROR.BAD_FRAME, why, id));
   }
 
   /** Same subject and headers as a raw frame: services cannot tell the two modes apart. */
@@ -164,12 +165,12 @@ export class Rpc {
     const w = this.watches.get(subject);
     if (!w) {
       m.requests.closed++; // the user's last envelope socket closed while the request was on its way
-      return this.fail(reply, "connection_closed", "the user has no envelope connection on this node any more");
+      return this.fail(reply, ERROR.CONNECTION_CLOSED, "the user has no envelope connection on this node any more");
     }
     const conn = this.pick(w);
     if (!conn) {
       m.requests.overloaded++;
-      return this.fail(reply, "overloaded", `every connection of the user already has ${this.config.rpc.maxRequestsPerConn} requests waiting`);
+      return this.fail(reply, ERROR.OVERLOADED, `every connection of the user already has ${this.config.rpc.maxRequestsPerConn} requests waiting`);
     }
     const ms = Math.min(timeoutMs || this.config.rpc.requestTimeoutMs, MAX_REQUEST_TIMEOUT_MS);
     const p: Pending = { kind: 0, id: this.token(), conn, reply, tick: 0, slot: -1, done: false };
@@ -250,7 +251,7 @@ export class Rpc {
       try {
         this.broker.request(this.deps.subjects.req(svc, user), data, headers, call.token);
       } catch (err) {
-        this.finish(call, { ok: false, code: "unavailable", message: String(err) });
+        this.finish(call, { ok: false, code: ERROR.UNAVAILABLE, message: String(err) });
       }
     });
   }
@@ -265,7 +266,7 @@ export class Rpc {
     if (link.calls >= cfg.maxCallsPerConn) {
       this.dropIfIdle(conn, link);
       this.metrics.calls.too_many++;
-      return this.send(conn, errorFrame("too_many_calls", `at most ${cfg.maxCallsPerConn} calls may wait at once per connection (WSGATE_MAX_CALLS_PER_CONN)`, f.id));
+      return this.send(conn, errorFrame(ERROR.TOO_MANY_CALLS, `at most ${cfg.maxCallsPerConn} calls may wait at once per connection (WSGATE_MAX_CALLS_PER_CONN)`, f.id));
     }
     const w = this.watches.get(this.reqPrefix + this.deps.svcUser(conn.user!))!;
     const ms = Math.min(f.timeout ?? cfg.callTimeoutMs, cfg.callTimeoutMs);
@@ -287,7 +288,7 @@ export class Rpc {
         call.token,
       );
     } catch {
-      this.finish(call, { ok: false, code: "unavailable", message: "the broker is not connected; retry shortly" });
+      this.finish(call, { ok: false, code: ERROR.UNAVAILABLE, message: "the broker is not connected; retry shortly" });
     }
   }
 
@@ -295,7 +296,7 @@ export class Rpc {
   onAnswer(token: string, data: Uint8Array | null, hint: FrameHint, error: string | null) {
     const call = this.calls.get(token);
     if (!call) return; // answered after its timeout
-    if (data === null) return this.finish(call, { ok: false, code: "no_responders", message: call.conn ? "no service is listening for this method" : "the user has no envelope connection" });
+    if (data === null) return this.finish(call, { ok: false, code: ERROR.NO_RESPONDERS, message: call.conn ? "no service is listening for this method" : "the user has no envelope connection" });
     if (error) return this.finish(call, { ok: false, code: error, message: decoder.decode(data) });
     this.finish(call, { ok: true, data, hint });
   }
@@ -354,7 +355,7 @@ export class Rpc {
 
   private expire(t: Pending | Call) {
     if (t.done) return;
-    if (t.kind === 1) return this.finish(t, { ok: false, code: "timeout", message: `no answer within ${t.ms} ms` });
+    if (t.kind === 1) return this.finish(t, { ok: false, code: ERROR.TIMEOUT, message: `no answer within ${t.ms} ms` });
     // The requester has given up: a late reply is dropped, nobody needs telling.
     this.untrack(t);
     this.pending.delete(t.id);

@@ -10,7 +10,8 @@ import type { Conn } from "../core/conn.ts";
 import type { Gateway } from "../core/gateway.ts";
 import { type Identity, type IdentityError, isIdentityError } from "../security/identity.ts";
 import { badIds, frameHeader, readBody } from "./input.ts";
-import { SUBPROTOCOL, toBase64 } from "../envelope/frames.ts";
+import { toBase64 } from "../envelope/frames.ts";
+import { SUBPROTOCOL } from "../../protocol/envelope.ts";
 import { requestRoutes } from "./rpc-routes.ts";
 
 /** Per request, the adapter says how to upgrade on its runtime. */

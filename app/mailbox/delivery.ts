@@ -11,6 +11,7 @@ import type { Conn, UserEntry } from "../core/conn.ts";
 import type { Users } from "../core/users.ts";
 import { sendCounted, type Transport } from "../core/transport.ts";
 import { errorFrame, messageFrame } from "../envelope/frames.ts";
+import { ERROR } from "../../protocol/envelope.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
@@ -366,5 +367,5 @@ export class MailboxDelivery {
 
 /** Without the mailbox a resume frame can only be answered with why not. */
 export function noMailboxResume(transport: Transport, conn: Conn, after: number | undefined) {
-  if (after !== undefined) transport.send(conn.ws, errorFrame("no_mailbox", "resume needs the mailbox (NATS with JetStream)"), true);
+  if (after !== undefined) transport.send(conn.ws, errorFrame(ERROR.NO_MAILBOX, "resume needs the mailbox (NATS with JetStream)"), true);
 }

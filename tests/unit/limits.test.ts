@@ -91,13 +91,13 @@ test("deadlines: O(1) removal keeps every other connection's slot right", () => 
   d.stop();
 });
 
-test("a flood closes the connection with 1008, counts it once, and publishes only the burst", async () => {
+test("a flood closes the connection with 4003, counts it once, and publishes only the burst", async () => {
   const { gw, broker, connect } = await setup({ WSGATE_MAX_MSGS_PER_SEC: "10", WSGATE_MSG_BURST: "10" });
   const seen: string[] = [];
   broker.tap("ws.send.", (s) => seen.push(s));
   const a = connOf(connect("s", "flood"));
   for (let i = 0; i < 100; i++) gw.message(a.conn, `m${i}`, false);
-  expect(a.ws.closed).toBe(1008);
+  expect(a.ws.closed).toBe(4003);
   expect(a.ws.reason).toBe("message rate over limit");
   expect(seen.length).toBe(10);
   expect(gw.metrics.rateLimited).toBe(1);
@@ -119,7 +119,7 @@ test("connections per user: refused at admission with 429, and at open when upgr
   gw2.open(x, wx);
   gw2.open(y, wy);
   expect(wx.closed).toBeUndefined();
-  expect(wy.closed).toBe(1008);
+  expect(wy.closed).toBe(4100);
   expect(gw2.metrics.connections).toBe(1);
   expect(gw.metrics.refused.user_full).toBe(1);
 });
