@@ -4,27 +4,23 @@
 //   opened(conn)     an envelope socket holds its messages until it says where to resume
 //   resume(conn, n)  that socket's resume frame
 //   closed / lastClosed / reconnected / stop
-// It keeps the catch-up queue, the batched cursor writes and the resume waits; the core
-// keeps the sockets, and gives this object only the narrow MailboxCore below.
+// It keeps the catch-up queue and the batched cursor writes (the resume waits are in
+// resume.ts); the core keeps the sockets, and gives this object only the MailboxCore below.
 import type { FrameHint } from "../broker/broker.ts";
 import type { Conn, UserEntry } from "../core/conn.ts";
-import type { Users } from "../core/users.ts";
-import { sendCounted, type Transport } from "../core/transport.ts";
-import { errorFrame, messageFrame } from "../envelope/frames.ts";
+import type { Transport } from "../core/transport.ts";
+import { errorFrame } from "../envelope/frames.ts";
 import { ERROR } from "../../protocol/envelope.ts";
-import type { Metrics } from "../ops/metrics.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
-import { isUtf8 } from "../util/utf8.ts";
 import { CatchupReader } from "./catchup.ts";
+import { Pacer } from "./pace.ts";
 import { HOLD_MAX, type ReplayTarget } from "./replay.ts";
+import { type ResumeCore, SocketResumes } from "./resume.ts";
 import { Limiter, type MailboxStore } from "./store.ts";
 
 /** What the mailbox needs from the core. */
-export interface MailboxCore {
-  readonly users: Users;
-  readonly transport: Transport;
-  readonly metrics: Metrics;
+export interface MailboxCore extends ResumeCore {
   /** WSGATE_MAX_BUFFERED_BYTES: a backlog is paced to half of it */
   readonly maxBufferedBytes: number;
   /** Sends to every socket of the user; returns whether every one took it at once. */
@@ -32,9 +28,6 @@ export interface MailboxCore {
   /** The broker is connected (cursor writes wait for it). */
   connected(): boolean;
 }
-
-/** How long an envelope socket's messages wait for its resume frame before flowing anyway. */
-const RESUME_WAIT_MS = 2_000;
 
 /** Catch-ups after which, once none is running, the runtime is asked to collect garbage. */
 const GC_AFTER_CATCHUPS = 1_000;
@@ -52,9 +45,8 @@ export class MailboxDelivery {
   /** users whose delivery cursor moved since the last flush */
   private dirty = new Set<UserEntry>();
   private readonly flushTimer: ReturnType<typeof setInterval>;
-  /** envelope sockets waiting for their resume frame, with when they opened */
-  private awaitingResume = new Map<Conn, number>();
-  private resumeSweep: ReturnType<typeof setInterval> | null = null;
+  private readonly pacer: Pacer;
+  private readonly resumes: SocketResumes;
 
   constructor(
     readonly store: MailboxStore,
@@ -64,6 +56,11 @@ export class MailboxDelivery {
     this.reader = new CatchupReader(store, this.catchups, (pass) => {
       core.metrics.mailboxPasses++;
       log("debug", "shared mailbox read", { users: pass.users, read: pass.read, ms: Math.round(pass.ms) });
+    });
+    this.pacer = new Pacer(core.transport, core.maxBufferedBytes);
+    this.resumes = new SocketResumes(core, this.pacer, {
+      read: (svcUser, t, gone) => this.reader.read(svcUser, t, gone),
+      withRetry: (what, svcUser, gone, run) => this.withRetry(what, svcUser, gone, run),
     });
     this.flushTimer = setInterval(() => this.flushCursors(), store.config.cursorFlushMs);
   }
@@ -83,16 +80,18 @@ export class MailboxDelivery {
     this.catchUp(entry);
   }
 
-  /** Nothing goes to an envelope socket until it says where it is, or RESUME_WAIT_MS passes. */
+  /** Nothing goes to an envelope socket until it says where it is (resume.ts). */
   opened(conn: Conn) {
-    conn.held = [];
-    this.awaitingResume.set(conn, Date.now());
-    this.resumeSweep ??= setInterval(() => this.sweepResumes(), RESUME_WAIT_MS / 2);
+    this.resumes.opened(conn);
   }
 
   closed(conn: Conn) {
-    conn.held = null;
-    this.awaitingResume.delete(conn);
+    this.resumes.closed(conn);
+  }
+
+  /** An envelope socket's resume frame: what follows `after` is read for it alone. */
+  resume(conn: Conn, after: number | undefined) {
+    this.resumes.resume(conn, after);
   }
 
   /** The user's last socket here closed: its cursor is written now rather than at the next flush. */
@@ -216,8 +215,8 @@ export class MailboxDelivery {
       send: (data, hint, seq, prev) => {
         this.advance(entry, seq, this.core.fanOut(entry, data, hint, seq, prev));
       },
-      ready: () => this.writable(() => entry.conns),
-      backedUp: () => this.backedUp(entry.conns),
+      ready: () => this.pacer.writable(() => entry.conns),
+      backedUp: () => this.pacer.backedUp(entry.conns),
       get held() {
         return entry.held;
       },
@@ -231,39 +230,6 @@ export class MailboxDelivery {
     m.mailboxBacklogDelivered += read;
     m.mailboxCatchups++;
     m.mailboxCatchupSeconds += (performance.now() - started) / 1000;
-  }
-
-  /**
-   * An envelope client says which stream sequence it has: it gets exactly what follows,
-   * read from the stream for this socket alone, then the held live messages in order.
-   * Without `after` (a new client) the held messages are simply released.
-   */
-  resume(conn: Conn, after: number | undefined) {
-    if (!conn.envelope || !conn.user || conn.refuse) return;
-    this.awaitingResume.delete(conn);
-    if (after === undefined) return this.release(conn);
-    const entry = conn.user;
-    conn.seq = after;
-    conn.held ??= [];
-    const target: ReplayTarget = {
-      floor: () => conn.seq,
-      send: (data, hint, seq) => {
-        this.sendFrame(conn, data, hint, seq);
-      },
-      get held() {
-        return conn.held;
-      },
-      set held(h) {
-        conn.held = h;
-      },
-      ready: () => this.writable(() => conn),
-      backedUp: () => this.backedUp(conn),
-    };
-    const svcUser = this.core.users.svcUser(entry);
-    void this.withRetry("resume", svcUser, () => conn.user !== entry || conn.refuse !== null, async (gone) => {
-      const read = await this.reader.read(svcUser, target, gone);
-      if (read > 0) this.core.metrics.mailboxBacklogDelivered += read;
-    });
   }
 
   /**
@@ -299,58 +265,6 @@ export class MailboxDelivery {
     const wait = backoff(attempt);
     log("warn", `mailbox ${what} failed; retrying`, { user: svcUser, retryInMs: wait, error: String(err) });
     setTimeout(again, wait);
-  }
-
-  /**
-   * A backlog is read as fast as the stream answers; this paces it to the sockets: it
-   * waits while any of them holds more than half the outbound limit (bounded: after ~30 s
-   * the slow-consumer rule decides).
-   */
-  private async writable(conns: () => Conn | Conn[]): Promise<void> {
-    for (let i = 0; i < 3_000; i++) {
-      if (!this.backedUp(conns())) return;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-
-  /** Some open socket holds more than half the outbound limit. */
-  private backedUp(conns: Conn | Conn[]): boolean {
-    const t = this.core.transport;
-    if (!t.buffered) return false;
-    const half = this.core.maxBufferedBytes / 2;
-    const over = (c: Conn) => !c.refuse && t.buffered!(c.ws) > half;
-    return Array.isArray(conns) ? conns.some(over) : over(conns);
-  }
-
-  /** Sends what was held for a socket that gave no resume point, in order. */
-  private release(conn: Conn) {
-    const held = conn.held;
-    conn.held = null;
-    if (!held) return;
-    for (const h of held) {
-      if (h.seq <= conn.seq) continue;
-      this.sendFrame(conn, h.data, h.hint, h.seq);
-    }
-  }
-
-  /** One stream message to one envelope socket, moving its resume floor. */
-  private sendFrame(conn: Conn, data: Uint8Array, hint: FrameHint, seq: number) {
-    const text = hint !== "binary" && isUtf8(data);
-    sendCounted(this.core.transport, this.core.metrics, conn.ws, messageFrame(data, text, seq), data.length);
-    conn.seq = seq;
-  }
-
-  private sweepResumes() {
-    const cutoff = Date.now() - RESUME_WAIT_MS;
-    for (const [conn, since] of this.awaitingResume) {
-      if (since > cutoff) continue;
-      this.awaitingResume.delete(conn);
-      this.release(conn);
-    }
-    if (this.awaitingResume.size === 0 && this.resumeSweep) {
-      clearInterval(this.resumeSweep);
-      this.resumeSweep = null;
-    }
   }
 
   private saveCursor(entry: UserEntry) {
