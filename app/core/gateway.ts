@@ -197,12 +197,10 @@ export class Gateway {
     this.metrics.upgrades++;
   }
 
-  /** The socket closed; `code` and `reason` as the runtime reports them, when it does. */
-  close(conn: Conn, code?: number, reason?: string) {
+  /** The socket closed. A frame over WSGATE_MAX_MESSAGE_BYTES cut by the runtime itself arrives here as 1009 (the adapter's mapping). */
+  close(conn: Conn, code?: number, _reason?: string) {
     if (conn.slot >= 0) this.deadlines.clear(conn);
-    // The runtimes enforce WSGATE_MAX_MESSAGE_BYTES themselves: the client gets 1009 before the frame
-    // reaches message(), and uWS-based ones report it here as 1006 "Received too big message".
-    if (conn.user && !conn.refuse && (code === CLOSE.TOO_BIG.code || (reason !== undefined && /too big/i.test(reason)))) this.metrics.tooLarge++;
+    if (conn.user && !conn.refuse && code === CLOSE.TOO_BIG.code) this.metrics.tooLarge++;
     if (conn.held) this.mailbox?.closed(conn);
     const entry = conn.user;
     if (!entry) return;

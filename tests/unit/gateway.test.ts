@@ -68,6 +68,18 @@ test("closes an oversized client frame with 1009 and publishes nothing", async (
   expect(seen.length).toBe(1);
 });
 
+test("a frame the runtime cut for size counts as too large by its close code 1009, never by reason text", async () => {
+  const { gw, broker } = setup();
+  await broker.start();
+  const cut = await connectAs(gw, "s", "u1");
+  gw.close(cut.conn, 1009, "");
+  expect(gw.metrics.tooLarge).toBe(1);
+  const dropped = await connectAs(gw, "s", "u2");
+  gw.close(dropped.conn, 1006, "Received too big message");
+  expect(gw.metrics.tooLarge).toBe(1);
+  expect(gw.metrics.connections).toBe(0);
+});
+
 test("a full node opens then closes the socket with 1013", async () => {
   const { gw, broker } = setup({ WSGATE_MAX_CONNECTIONS: "1" });
   await broker.start();
