@@ -1,11 +1,12 @@
 // Wires config, broker, gateway and routes together. Each adapter calls this once.
 import { EmbeddedBroker } from "./broker/embedded.ts";
 import { NatsBroker } from "./broker/nats.ts";
-import { type Config, ConfigError, loadConfig } from "./ops/config.ts";
+import { loadNatsLink } from "./broker/nats-link.ts";
+import { checkConfig, type Config } from "./ops/config.ts";
 import { Gateway } from "./core/gateway.ts";
 import type { Transport } from "./core/transport.ts";
 import { subjects } from "./core/subjects.ts";
-import { log, setLogLevel } from "./ops/log.ts";
+import { log, setLogBase, setLogLevel } from "./ops/log.ts";
 import { Metrics } from "./ops/metrics.ts";
 import { MailboxDelivery } from "./mailbox/delivery.ts";
 import { MailboxStore } from "./mailbox/store.ts";
@@ -19,17 +20,19 @@ export { Gateway } from "./core/gateway.ts";
 export type { UpgradeEnv } from "./http/routes.ts";
 export type { Secrets, Tls } from "./security/security.ts";
 
-/** Reads the config; on a bad value prints the one line and exits with status 2. */
+/** Reads the config; prints every bad variable (one line each) and exits with status 2, or warns about unknown names. */
 export function configOrExit(env: Record<string, string | undefined>, exit: (code: number) => never): Config {
-  try {
-    return loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      return exit(2);
-    }
-    throw err;
+  const { config, errors, warnings } = checkConfig(env);
+  if (config) {
+    setLogLevel(config.logLevel);
+    setLogBase(config.worker ? { node: config.nodeId, worker: config.worker } : { node: config.nodeId });
   }
+  for (const w of warnings) log("warn", w);
+  if (!config) {
+    for (const e of errors) console.error(e);
+    return exit(2);
+  }
+  return config;
 }
 
 /**
@@ -57,13 +60,14 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
   setLogLevel(config.logLevel);
   const subs = subjects(config.prefix);
   const mailboxConfig = config.mailbox;
+  const nats = config.nats;
   const gw = new Gateway({
     config,
     transport,
     metrics: new Metrics(),
     subjects: subs,
     security: new Security(config, secrets?.auth ?? Auth.fromConfig(config)),
-    broker: (hooks) => (config.natsUrl ? new NatsBroker(config.natsUrl, `wsgate ${config.nodeId}`, hooks) : new EmbeddedBroker(hooks)),
+    broker: (hooks) => (nats ? new NatsBroker(secrets?.nats ?? loadNatsLink(nats), `wsgate ${config.nodeId}`, hooks) : new EmbeddedBroker(hooks)),
     mailbox: mailboxConfig ? (core) => new MailboxDelivery(new MailboxStore(mailboxConfig, subs), core) : null,
   });
   const app = routes(gw);

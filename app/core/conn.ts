@@ -3,6 +3,7 @@
 import type { CloseCode } from "../../protocol/close-codes.ts";
 import type { Identity } from "../security/identity.ts";
 import type { Held } from "../mailbox/replay.ts";
+import { log } from "../ops/log.ts";
 
 /**
  * The one small object each socket carries. Idle sockets are most of what a gateway holds,
@@ -109,3 +110,9 @@ export type UserEntry = {
   held: Held[] | null;
 };
 
+
+/** WSGATE_LOG_LEVEL=debug: why each socket went, to follow one client's trouble (`svcUser` of an opened socket). */
+export function logClose(conn: Conn, svcUser: string | undefined, code?: number, reason?: string) {
+  const who = svcUser ?? (conn.pending ? `${conn.pending.svc}.${conn.pending.user}` : undefined);
+  log("debug", "connection closed", { user: who, conn: conn.user ? conn.id : undefined, code, reason, closedBy: conn.refuse ? "gateway" : "peer or runtime", refused: conn.refuse?.code });
+}

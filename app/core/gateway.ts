@@ -8,7 +8,7 @@ import type { Broker, BrokerHooks, BrokerState, FrameHint } from "../broker/brok
 import { CLOSE, type CloseCode } from "../../protocol/close-codes.ts";
 import type { Config } from "../ops/config.ts";
 import type { Metrics } from "../ops/metrics.ts";
-import { log } from "../ops/log.ts";
+import { log, logEnabled } from "../ops/log.ts";
 import type { Identity } from "../security/identity.ts";
 import type { Security } from "../security/security.ts";
 import type { MailboxCore, MailboxDelivery } from "../mailbox/delivery.ts";
@@ -17,7 +17,7 @@ import { HOLD_MAX } from "../mailbox/replay.ts";
 import { messageFrame } from "../envelope/frames.ts";
 import { Rpc } from "../envelope/rpc.ts";
 import { isUtf8 } from "../util/utf8.ts";
-import { Conn, type UserEntry } from "./conn.ts";
+import { Conn, logClose, type UserEntry } from "./conn.ts";
 import { Deadlines } from "./deadlines.ts";
 import { nodeFull, overBuffer, takeMessage, warnOpenFiles } from "./limits.ts";
 import { ClientPublisher } from "./publish.ts";
@@ -112,7 +112,7 @@ export class Gateway {
 
   setOpenFilesLimit(limit: number) {
     this.metrics.openFilesLimit = limit;
-    warnOpenFiles(limit, this.config.maxConnections);
+    warnOpenFiles(limit, this.config.maxConnections, this.config.maxConnectionsSet);
   }
 
   ready(): { ok: true } | { ok: false; reason: string } {
@@ -198,7 +198,8 @@ export class Gateway {
   }
 
   /** The socket closed. A frame over WSGATE_MAX_MESSAGE_BYTES cut by the runtime itself arrives here as 1009 (the adapter's mapping). */
-  close(conn: Conn, code?: number, _reason?: string) {
+  close(conn: Conn, code?: number, reason?: string) {
+    if (logEnabled("debug")) logClose(conn, conn.user ? this.users.svcUser(conn.user) : undefined, code, reason);
     if (conn.slot >= 0) this.deadlines.clear(conn);
     if (conn.user && !conn.refuse && code === CLOSE.TOO_BIG.code) this.metrics.tooLarge++;
     if (conn.held) this.mailbox?.closed(conn);

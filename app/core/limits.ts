@@ -15,9 +15,13 @@ export function nodeFull(metrics: Metrics, maxConnections: number): "node_full" 
   return null;
 }
 
-/** Said once at start: a connection cap the process cannot reach would otherwise surprise under load. */
-export function warnOpenFiles(limit: number, maxConnections: number): void {
-  if (limit > 0 && limit - FD_RESERVE < maxConnections) {
+/**
+ * Said once at start: a connection cap the process cannot reach would otherwise surprise
+ * under load. Unset (`capSet` false), the cap simply is the limit less the reserve: only a
+ * cap the operator asked for is worth a warning.
+ */
+export function warnOpenFiles(limit: number, maxConnections: number, capSet: boolean): void {
+  if (limit > 0 && capSet && limit - FD_RESERVE < maxConnections) {
     log("warn", "open-files limit is below the connection cap; upgrades past it will be refused", {
       openFilesLimit: limit,
       maxConnections,

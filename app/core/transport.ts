@@ -1,6 +1,6 @@
 // What a runtime adapter gives the core to write to and close its native sockets, and the
 // one counted send every framed write to a single socket goes through.
-import type { Metrics } from "../ops/metrics.ts";
+import type { Metrics, ProcessStats } from "../ops/metrics.ts";
 
 /** Send outcome as the runtimes report it: >0 sent, -1 queued behind backpressure, 0 dropped. */
 export type SendStatus = number;
@@ -17,6 +17,8 @@ export interface Transport<WS = any> {
   terminate?(ws: WS): void;
   /** Asks the runtime to collect garbage soon (after a burst of catch-ups, see mailbox/delivery.ts). */
   collectGarbage?(): void;
+  /** Memory, CPU and descriptors of this process for /metrics (the adapter reads the OS). */
+  processStats?(): ProcessStats;
 }
 
 /** Sends one text frame to one socket and counts it (`bytes`: the payload size the metrics report). */
