@@ -24,7 +24,9 @@ async function setup(env: Record<string, string> = {}) {
     gw.open(conn, ws);
     return { conn, ws, frames: () => ws.sent.map((f) => JSON.parse(f)) };
   };
-  const internals = gw.rpc as unknown as { watches: Map<string, unknown>; links: Map<Conn, unknown>; pending: Map<string, unknown>; calls: Map<string, unknown> };
+  type Maps = { watches: Map<string, unknown>; links: Map<Conn, unknown>; pending: Map<string, unknown>; calls: Map<string, unknown> };
+  const rpc = gw.rpc as unknown as { requests: Maps; calls: Maps };
+  const internals = { watches: rpc.requests.watches, links: rpc.requests.links, pending: rpc.requests.pending, calls: rpc.calls.calls };
   return { gw, open, internals };
 }
 
