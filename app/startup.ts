@@ -4,14 +4,19 @@ import { EmbeddedBroker } from "./broker/embedded.ts";
 import { NatsBroker } from "./broker/nats.ts";
 import { loadNatsLink } from "./broker/nats-link.ts";
 import { checkConfig, type Config } from "./ops/config.ts";
-import { Gateway, type Transport } from "./core/gateway.ts";
+import { Gateway } from "./core/gateway.ts";
+import type { Transport } from "./core/transport.ts";
+import { subjects } from "./core/subjects.ts";
 import { log, setLogBase, setLogLevel } from "./ops/log.ts";
+import { Metrics } from "./ops/metrics.ts";
+import { MailboxDelivery } from "./mailbox/delivery.ts";
 import { MailboxStore } from "./mailbox/store.ts";
 import { embeddedRoutes, routes } from "./http/routes.ts";
 import { Auth, KeyError, type ReadTextFile } from "./security/auth.ts";
 import { loadSecrets, type Secrets, Security } from "./security/security.ts";
 
-export type { Conn, Transport } from "./core/gateway.ts";
+export type { Conn } from "./core/conn.ts";
+export type { Transport } from "./core/transport.ts";
 export { Gateway } from "./core/gateway.ts";
 export type { UpgradeEnv } from "./http/routes.ts";
 export type { Secrets, Tls } from "./security/security.ts";
@@ -47,20 +52,27 @@ export async function secretsOrExit(config: Config, readTextFile: ReadTextFile, 
   }
 }
 
+/**
+ * Builds one gateway node: its parts are made here and handed to the Gateway, which makes
+ * the broker and the mailbox through the factories given (they need the Gateway's hooks).
+ * Without NATS_URL the broker is the embedded one, and the routes gain its event stream.
+ */
 export function createGateway(config: Config, transport: Transport, secrets?: Secrets) {
   setLogLevel(config.logLevel);
-  const gw = new Gateway(config, transport);
-  gw.security = new Security(config, secrets?.auth ?? Auth.fromConfig(config));
-  if (config.mailbox) gw.enableMailbox(new MailboxStore(config.mailbox, gw.subjects));
-  const hooks = gw.brokerHooks();
+  const subs = subjects(config.prefix);
+  const mailboxConfig = config.mailbox;
+  const nats = config.nats;
+  const gw = new Gateway({
+    config,
+    transport,
+    metrics: new Metrics(),
+    subjects: subs,
+    security: new Security(config, secrets?.auth ?? Auth.fromConfig(config)),
+    broker: (hooks) => (nats ? new NatsBroker(secrets?.nats ?? loadNatsLink(nats), `wsgate ${config.nodeId}`, hooks) : new EmbeddedBroker(hooks)),
+    mailbox: mailboxConfig ? (core) => new MailboxDelivery(new MailboxStore(mailboxConfig, subs), core) : null,
+  });
   const app = routes(gw);
-  if (config.nats) {
-    gw.broker = new NatsBroker(secrets?.nats ?? loadNatsLink(config.nats), `wsgate ${config.nodeId}`, hooks);
-  } else {
-    const embedded = new EmbeddedBroker(hooks);
-    gw.broker = embedded;
-    embeddedRoutes(app, gw, embedded);
-  }
+  if (gw.broker instanceof EmbeddedBroker) embeddedRoutes(app, gw, gw.broker);
   return { gw, app };
 }
 
