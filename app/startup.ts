@@ -12,6 +12,10 @@ import { Metrics } from "./ops/metrics.ts";
 import { MailboxDelivery } from "./mailbox/delivery.ts";
 import { MailboxStore } from "./mailbox/store.ts";
 import { embeddedRoutes, routes } from "./http/routes.ts";
+import { clusterRoutes } from "./http/cluster-routes.ts";
+import type { Broker } from "./broker/broker.ts";
+import { Cluster } from "./cluster/cluster.ts";
+import { GatewayNode, type GatewayView, Lifecycle } from "./cluster/gateway-node.ts";
 import { Auth, KeyError, type ReadTextFile } from "./security/auth.ts";
 import { loadSecrets, type Secrets, Security } from "./security/security.ts";
 
@@ -70,10 +74,21 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
     security: new Security(config, secrets?.auth ?? Auth.fromConfig(config)),
     broker: (hooks) => (nats ? new NatsBroker(secrets?.nats ?? loadNatsLink(nats), `wsgate ${config.nodeId}`, hooks) : new EmbeddedBroker(hooks)),
     mailbox: mailboxConfig ? (core) => new MailboxDelivery(new MailboxStore(mailboxConfig, subs), core) : null,
+    cluster: (broker, view) => clusterOf(broker, view, config),
   });
   const app = routes(gw);
-  if (gw.broker instanceof EmbeddedBroker) embeddedRoutes(app, gw, gw.broker);
+  const embedded = gw.broker instanceof EmbeddedBroker ? gw.broker : null;
+  if (embedded) embeddedRoutes(app, gw, embedded);
+  clusterRoutes(app, gw.cluster!, embedded);
   return { gw, app };
+}
+
+/** The cluster features of one node; in embedded mode events are only built while an SSE stream listens. */
+function clusterOf(broker: Broker, view: GatewayView, config: Config) {
+  const node = new GatewayNode(view);
+  const heard = broker instanceof EmbeddedBroker ? (svc: string) => broker.hasTap(`${config.prefix}.events.${svc}.`) : undefined;
+  const cluster = new Cluster(broker, node, { prefix: config.prefix, events: config.events, heard });
+  return { cluster, lifecycle: cluster.eventsOn ? new Lifecycle(cluster.hooks, node) : null };
 }
 
 /** Logs what every operator wants to see at start, including the unauthenticated-identity warning. */
@@ -146,6 +161,7 @@ export async function runGateway<WS>(rt: RuntimePieces<WS>): Promise<{ gw: Gatew
     return rt.exit(1);
   }
   await gw.broker.start();
+  gw.cluster?.start();
   logStart(gw, { host: config.host, port: listening.port });
   await rt.serveMetrics(gw);
   const drain = drainer(gw, rt.exit, listening);

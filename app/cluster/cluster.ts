@@ -32,6 +32,8 @@ export class Cluster {
   readonly control: Control;
   /** what the core calls as sockets open and close */
   readonly hooks: ConnHooks;
+  /** WSGATE_EVENTS: when off, the core need not describe its sockets at all */
+  readonly eventsOn: boolean;
   private readonly scatter: Scatter;
   private readonly events: Events | null;
   private readonly api: ServiceApi;
@@ -48,6 +50,7 @@ export class Cluster {
     this.control = new Control(local, this.scatter);
     this.events = cfg.events ? new Events(broker, this.subjects, local, this.scatter, cfg.heard ?? (() => true)) : null;
     this.hooks = this.events ?? NO_HOOKS;
+    this.eventsOn = this.events !== null;
     this.api = new ServiceApi(broker, this.subjects, this.presence, this.control);
   }
 

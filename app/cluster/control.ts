@@ -5,18 +5,19 @@ import type { FrameHint } from "../broker/broker.ts";
 import type { CloseWith, LocalNode } from "./local.ts";
 import type { Scatter } from "./scatter.ts";
 import { nodeOf } from "./connid.ts";
+import { CLOSE } from "../../protocol/close-codes.ts";
 
 export const CLOSE_OP = "close";
 export const SEND_OP = "sendto";
 
 export type DisconnectMode = "terminal" | "reconnect";
 
-/** protocol/close-codes.ts names them DISCONNECTED_TERMINAL and DISCONNECTED_RECONNECT. */
+/** The close each mode sends (protocol/close-codes.ts: 4100-4199 terminal, 4000-4099 reconnect allowed). */
 export const DISCONNECT: Record<DisconnectMode, CloseWith> = {
-  /** session revoked, user banned: the SDK never reconnects (4100-4199) */
-  terminal: { code: 4101, reason: "disconnected by the service" },
-  /** the service asked for a fresh connection: reconnect allowed (4000-4099) */
-  reconnect: { code: 4004, reason: "disconnected by the service; reconnect" },
+  /** session revoked, user banned: the SDK never reconnects */
+  terminal: CLOSE.DISCONNECTED_TERMINAL,
+  /** the service asked for a fresh connection */
+  reconnect: CLOSE.DISCONNECTED_RECONNECT,
 };
 
 export type Disconnected = { closed: number; missing: string[] };

@@ -14,7 +14,7 @@ import type { Security } from "../security/security.ts";
 import type { MailboxCore, MailboxDelivery } from "../mailbox/delivery.ts";
 import { noMailboxResume } from "../mailbox/delivery.ts";
 import { HOLD_MAX } from "../mailbox/replay.ts";
-import { messageFrame } from "../envelope/frames.ts";
+import { helloFrame, messageFrame } from "../envelope/frames.ts";
 import { Rpc } from "../envelope/rpc.ts";
 import { isUtf8 } from "../util/utf8.ts";
 import { Conn, logClose, type UserEntry } from "./conn.ts";
@@ -24,6 +24,9 @@ import { ClientPublisher } from "./publish.ts";
 import type { Subjects } from "./subjects.ts";
 import type { Transport } from "./transport.ts";
 import { addConn, connAt, connCount, connsOf, removeConn, Users } from "./users.ts";
+import type { Cluster } from "../cluster/cluster.ts";
+import { connNumbers } from "../cluster/connid.ts";
+import type { GatewayView, Lifecycle } from "../cluster/gateway-node.ts";
 
 /** Everything the Gateway works with, made before it (createGateway in startup.ts wires them). */
 export type GatewayDeps = {
@@ -36,7 +39,12 @@ export type GatewayDeps = {
   broker: (hooks: BrokerHooks) => Broker;
   /** Makes the durable mailbox over the core's narrow interface; null when it is off. */
   mailbox: ((core: MailboxCore) => MailboxDelivery) | null;
+  /** Makes the cluster features (membership, events, presence, control) over the Gateway's view of itself. */
+  cluster?: (broker: Broker, view: GatewayView) => { cluster: Cluster; lifecycle: Lifecycle | null };
 };
+
+/** How long a drain waits for its sockets' disconnect events before closing the broker. */
+const DRAIN_EVENTS_MS = 2_000;
 
 /** Seconds a peer gets to finish a close handshake before its socket is cut. */
 const CLOSE_GRACE_S = 2;
@@ -63,6 +71,11 @@ export class Gateway {
   private readonly publisher: ClientPublisher;
   private draining = false;
   private everConnected = false;
+  /** nodes, events, presence, control; null only in tests that build a bare Gateway */
+  readonly cluster: Cluster | null;
+  /** the connect/disconnect hooks; null when WSGATE_EVENTS=off */
+  private readonly lifecycle: Lifecycle | null;
+  private readonly nextConnId = connNumbers();
 
   constructor(deps: GatewayDeps) {
     const { config, transport, metrics, subjects } = deps;
@@ -83,6 +96,18 @@ export class Gateway {
     const mailbox = this.mailbox;
     const resume = mailbox ? (conn: Conn, after?: number) => mailbox.resume(conn, after) : (conn: Conn, after?: number) => noMailboxResume(transport, conn, after);
     this.rpc = new Rpc({ config, metrics, transport, subjects, broker: this.broker, publisher: this.publisher, svcUser, resume });
+    const made = deps.cluster?.(this.broker, {
+      nodeId: config.nodeId,
+      users: this.users,
+      subjectOf: deps.mailbox ? subjects.live : subjects.recv,
+      transport,
+      metrics,
+      closeWith: (conn, why) => this.closeWith(conn, why),
+      draining: () => this.draining,
+      brokerState: () => this.broker.state(),
+    });
+    this.cluster = made?.cluster ?? null;
+    this.lifecycle = made?.lifecycle ?? null;
   }
 
   /** Bound once, so the broker holds no per-user closures. */
@@ -188,13 +213,17 @@ export class Gateway {
       }
     }
     conn.user = entry;
+    conn.id = this.nextConnId();
     if (conn.envelope) {
+      // First, before anything the mailbox or a request may send: which socket this is.
+      this.transport.send(ws, helloFrame(`${this.config.nodeId}.${conn.id}`, this.config.nodeId), true);
       this.rpc.opened(conn);
       this.mailbox?.opened(conn);
     }
     if (id.exp !== undefined) this.deadlines.set(conn, this.deadlines.fromEpoch(id.exp + this.config.jwtLeewayS));
     this.metrics.connections++;
     this.metrics.upgrades++;
+    this.lifecycle?.opened(conn, this.users.svcUser(entry), connCount(entry) === 1);
   }
 
   /** The socket closed. A frame over WSGATE_MAX_MESSAGE_BYTES cut by the runtime itself arrives here as 1009 (the adapter's mapping). */
@@ -208,12 +237,15 @@ export class Gateway {
     if (conn.envelope) this.rpc.closed(conn, this.users.svcUser(entry));
     conn.user = null;
     this.metrics.connections--;
-    if (removeConn(entry, conn) === 0) {
+    const left = removeConn(entry, conn);
+    if (left === 0) {
       this.users.delete(entry);
       this.metrics.users--;
       if (entry.handle !== RELEASED) this.broker.unwatch(entry.handle);
       this.mailbox?.lastClosed(entry);
     }
+    // After the user is gone from this node: an offline check must not find it here.
+    this.lifecycle?.closed(conn, this.users.svcUser(entry), left === 0, code, reason);
   }
 
   /** A frame from a client. `data` is a string for text frames on runtimes that decode them. */
@@ -232,6 +264,7 @@ export class Gateway {
     }
     this.metrics.messagesIn++;
     this.metrics.bytesIn += bytes.length;
+    conn.framesIn++;
     if (conn.envelope) return this.rpc.frame(conn, data, binary);
     this.publisher.publish(conn, bytes, binary);
   }
@@ -274,6 +307,7 @@ export class Gateway {
       } else {
         status = this.transport.send(conn.ws, payload, text);
       }
+      if (status !== 0) conn.framesOut++;
       if (status > 0) {
         m.messagesOut++;
         m.bytesOut += data.length;
@@ -335,9 +369,17 @@ export class Gateway {
     this.draining = true;
     this.metrics.draining = 1;
     log("info", "draining", { connections: this.metrics.connections });
-    for (const entry of this.users.values()) {
-      for (const conn of connsOf(entry)) this.transport.close(conn.ws, CLOSE.GOING_AWAY.code, CLOSE.GOING_AWAY.reason);
-    }
+    const goAway = () => {
+      for (const entry of this.users.values()) {
+        for (const conn of connsOf(entry)) {
+          conn.refuse ??= CLOSE.GOING_AWAY; // the disconnect events say closedBy "drain"
+          this.transport.close(conn.ws, CLOSE.GOING_AWAY.code, CLOSE.GOING_AWAY.reason);
+        }
+      }
+    };
+    // The cluster keeps the broker open until the disconnect and offline events are out.
+    if (this.cluster) await this.cluster.drain(goAway, () => this.metrics.connections === 0, DRAIN_EVENTS_MS);
+    else goAway();
     this.deadlines.stop();
     this.rpc.stop();
     this.mailbox?.stop();
