@@ -3,15 +3,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { bunClient, cookie, wsPackageClient } from "./helpers/clients.ts";
-import { type Gateway, type Nats, type Runtime, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
+import { type Gateway, type Nats, RUNTIMES, type Runtime, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
 import { sdkClient } from "./helpers/sdk.ts";
 
-const RUNTIME = (process.env.WSGATE_CLUSTER_RUNTIME ?? "bun") as Runtime;
 type Event = Record<string, unknown> & { event: string };
 
 let nats: Nats;
 let nc: NatsConnection;
-let gws: Gateway[] = [];
 const events: Event[] = [];
 const sent: { subject: string; conn: string | null; data: string }[] = [];
 const dec = new TextDecoder();
@@ -21,7 +19,6 @@ const json = async (gw: Gateway, path: string, init?: RequestInit) => {
   const r = await gw.fetch(path, init);
   return { status: r.status, body: await r.json() };
 };
-const eventsOf = (user: string) => events.filter((e) => e.user === user);
 
 beforeAll(async () => {
   nats = await startNats();
@@ -29,20 +26,32 @@ beforeAll(async () => {
   nc.subscribe("ws.events.>", { callback: (_e, m) => void events.push(JSON.parse(dec.decode(m.data))) });
   nc.subscribe("ws.send.>", { callback: (_e, m) => void sent.push({ subject: m.subject, conn: m.headers?.get("Ws-Conn") ?? null, data: dec.decode(m.data) }) });
   await nc.flush();
-  gws = await Promise.all([0, 1, 2].map(() => startGateway(RUNTIME, { env: env() })));
-  await waitFor("every node sees three", async () => {
-    for (const g of gws) if ((await json(g, "/v1/nodes")).body.nodes?.length !== 3) return false;
-    return true;
-  }, 20_000);
 });
 
 afterAll(async () => {
-  await Promise.all(gws.map((g) => g.stop("SIGKILL")));
   await nc?.close();
   if (nats) await stopNatsAndClean(nats);
 });
 
-describe(`cluster on ${RUNTIME}`, () => {
+for (const RUNTIME of RUNTIMES) describe(`cluster on ${RUNTIME}`, () => {
+  let gws: Gateway[] = [];
+  const eventsOf = (user: string) => events.filter((e) => e.user === user);
+
+  beforeAll(async () => {
+    // the suites run one after the other: each sees only its own runtime's events
+    events.length = 0;
+    sent.length = 0;
+    gws = await Promise.all([0, 1, 2].map(() => startGateway(RUNTIME, { env: env() })));
+    await waitFor("every node sees three", async () => {
+      for (const g of gws) if ((await json(g, "/v1/nodes")).body.nodes?.length !== 3) return false;
+      return true;
+    }, 20_000);
+  });
+
+  afterAll(async () => {
+    await Promise.all(gws.map((g) => g.stop("SIGKILL")));
+  });
+
   test("nodes - /v1/nodes lists every live node with runtime, version, uptime and counts", async () => {
     const { body } = await json(gws[0], "/v1/nodes");
     expect(body.nodes.map((n: { node: string }) => n.node).sort()).toEqual(gws.map((g) => g.nodeId).sort());
@@ -210,7 +219,11 @@ describe(`cluster on ${RUNTIME}`, () => {
     expect(Date.now() - t0).toBeLessThan(2_000);
     expect(during.body.online).toBe(true);
     const { downAfterMs } = (await json(gws[0], "/v1/nodes")).body;
-    await waitFor("victim gone", async () => (await json(gws[0], "/v1/nodes")).body.nodes.length === 3, downAfterMs + 3_000, 200);
+    const gone = async () => {
+      for (const g of gws) if ((await json(g, "/v1/nodes")).body.nodes.some((n: { node: string }) => n.node === victim.nodeId)) return false;
+      return true;
+    };
+    await waitFor("victim gone from every node's set", gone, downAfterMs + 3_000, 200);
     expect(Date.now() - t0).toBeLessThan(15_000);
     await waitFor("node-down event", () => events.some((e) => e.event === "node-down" && e.node === victim.nodeId));
     const after = await json(gws[1], "/v1/presence/kill/k");
