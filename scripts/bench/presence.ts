@@ -4,11 +4,11 @@
 // → answers gathered → reply.
 //
 // Each node is a process running the real cluster code (NatsBroker, Cluster: membership,
-// scatter, presence, the NATS service API) over a LocalNode that holds its share of the users
-// in a Map keyed like the gateway's, without sockets: 100,000 real sockets over 4 gateways
-// would not fit this machine's 20,000 open files per process next to the other benchmarks.
-// What it measures is what a presence answer costs: the NATS round trips and each node's
-// scan of its users.
+// scatter, presence, the NATS service API) and the gateway's own LocalNode (GatewayNode over
+// the core's Users table and Conn records), holding its share of the users without sockets:
+// 100,000 real sockets over 4 gateways would not fit this machine's 20,000 open files per
+// process next to the other benchmarks. What it measures is what a presence answer costs:
+// the NATS round trips and each node's scan of its users.
 //
 //   bun scripts/bench/presence.ts [--users 100000] [--nodes 4] [--asks 2000] [--counts 50]
 import { parseArgs } from "node:util";
@@ -17,56 +17,31 @@ import { NatsBroker } from "../../app/broker/nats.ts";
 import { loadNatsLink } from "../../app/broker/nats-link.ts";
 import { loadConfig } from "../../app/ops/config.ts";
 import { Cluster } from "../../app/cluster/cluster.ts";
-import { connIds } from "../../app/cluster/connid.ts";
-import type { CloseWith, ConnInfo, LocalNode } from "../../app/cluster/local.ts";
-import { firstAfter } from "../../app/cluster/page.ts";
+import { connNumbers } from "../../app/cluster/connid.ts";
+import { GatewayNode } from "../../app/cluster/gateway-node.ts";
+import { Conn } from "../../app/core/conn.ts";
+import { subjects } from "../../app/core/subjects.ts";
+import { Users } from "../../app/core/users.ts";
+import { Metrics } from "../../app/ops/metrics.ts";
 import { argInt, BUN, fmt, installCleanup, log, startNats, table } from "./lib.ts";
 
 const SVC = "bench";
 
-/** A node's users in a Map keyed `<prefix>.recv.<svc>.<user>`, as the gateway keys them. */
-class HeldUsers implements LocalNode {
-  readonly runtime = "bun";
-  readonly version = "bench";
-  readonly started = Date.now();
-  readonly users = new Map<string, ConnInfo[]>();
-  constructor(readonly nodeId: string) {}
-  stats() {
-    return { connections: this.users.size, users: this.users.size, draining: false, broker: "connected" };
-  }
-  connections(svc: string, user: string) {
-    return this.users.get(`ws.recv.${svc}.${user}`) ?? [];
-  }
-  serviceCounts(svc: string) {
-    const head = `ws.recv.${svc}.`;
-    let users = 0;
-    let connections = 0;
-    for (const [k, v] of this.users) {
-      if (!k.startsWith(head)) continue;
-      users++;
-      connections += v.length;
-    }
-    return { users, connections };
-  }
-  serviceUsers(svc: string, after: string, limit: number) {
-    const head = `ws.recv.${svc}.`;
-    const names = (function* (m: Map<string, ConnInfo[]>) {
-      for (const k of m.keys()) if (k.startsWith(head)) yield k.slice(head.length);
-    })(this.users);
-    return firstAfter(names, after, limit);
-  }
-  close(_s: string, _u: string, _c: string | null, _w: CloseWith) {
-    return 0;
-  }
-  sendTo() {
-    return false;
-  }
-}
-
 async function nodeMain(natsUrl: string, nodeId: string, from: number, to: number) {
-  const local = new HeldUsers(nodeId);
-  const id = connIds(nodeId);
-  for (let i = from; i < to; i++) local.users.set(`ws.recv.${SVC}.u${i}`, [{ id: id(i), since: Date.now(), envelope: false }]);
+  const subs = subjects("ws");
+  const users = new Users(subs.recv);
+  const metrics = new Metrics();
+  const next = connNumbers();
+  for (let i = from; i < to; i++) {
+    const conn = new Conn({ svc: SVC, user: `u${i}` });
+    conn.id = next();
+    const entry = { key: subs.recv(SVC, `u${i}`), conns: conn, handle: null, lastSeq: -1, safeSeq: 0, held: null };
+    conn.user = entry;
+    users.add(entry);
+  }
+  metrics.connections = metrics.users = to - from;
+  const transport = { runtime: "bun" as const, textAsString: true, send: () => 1, close() {} };
+  const local = new GatewayNode({ nodeId, users, subjectOf: subs.recv, transport, metrics, closeWith() {}, draining: () => false, brokerState: () => "connected" });
   const broker = new NatsBroker(loadNatsLink(loadConfig({ NATS_URL: natsUrl }).nats!), `presence-bench ${nodeId}`, { deliver() {}, rewatchAll() {}, onState() {} });
   await broker.start();
   new Cluster(broker, local, { prefix: "ws", events: false, timing: { intervalMs: 500, missed: 3 } }).start();
