@@ -66,11 +66,19 @@ export class Events implements ConnHooks {
 
   private check(svc: string, user: string, run: () => Promise<void>) {
     const key = svc + "." + user;
-    const next = (this.checks.get(key) ?? Promise.resolve()).then(run).catch((err) => log("warn", "online/offline check failed", { svc, user, error: String(err) }));
-    this.checks.set(key, next);
-    void next.then(() => {
+    const before = this.checks.get(key);
+    // assigned before the body reads it: `await run()` always yields first
+    let next!: Promise<void>;
+    next = (async () => {
+      if (before) await before;
+      try {
+        await run();
+      } catch (err) {
+        log("warn", "online/offline check failed", { svc, user, error: String(err) });
+      }
       if (this.checks.get(key) === next) this.checks.delete(key);
-    });
+    })();
+    this.checks.set(key, next);
   }
 
   private async online(svc: string, user: string, conn: string, since: number) {
@@ -96,6 +104,15 @@ export class Events implements ConnHooks {
   }
 }
 
+let isoMs = 0;
+let isoText = "";
+
+/** Now as ISO 8601; a burst of events within one millisecond formats it once. */
 function iso(): string {
-  return new Date().toISOString();
+  const now = Date.now();
+  if (now !== isoMs) {
+    isoMs = now;
+    isoText = new Date(now).toISOString();
+  }
+  return isoText;
 }
