@@ -59,6 +59,11 @@ export class FakeNode implements LocalNode {
     return this.users.get(svc + "." + user) ?? [];
   }
 
+  earliest(svc: string, user: string): number | null {
+    const conns = this.connections(svc, user);
+    return conns.length ? Math.min(...conns.map((c) => c.since)) : null;
+  }
+
   serviceCounts(svc: string) {
     let users = 0;
     let connections = 0;

@@ -91,7 +91,7 @@ export class Cluster {
     const a = q.args as { svc: string; user: string; conn: string | null; after: string; limit: number; mode: DisconnectMode; hint: FrameHint | null };
     switch (q.op) {
       case SINCE_OP:
-        return answerSince((q.args as { keys?: unknown }).keys, (svc, user) => sinceOf(this.local, svc, user));
+        return answerSince((q.args as { keys?: unknown }).keys, (svc, user) => this.local.earliest(svc, user));
       case USER_OP:
         return this.presence.answerUser(a.svc, a.user);
       case SERVICE_OP:
@@ -106,11 +106,4 @@ export class Cluster {
   }
 }
 
-/** The user's earliest socket on this node; null when it holds none. */
-function sinceOf(local: LocalNode, svc: string, user: string): number | null {
-  const conns = local.connections(svc, user);
-  if (conns.length === 0) return null;
-  let min = conns[0].since;
-  for (const c of conns) if (c.since < min) min = c.since;
-  return min;
-}
+

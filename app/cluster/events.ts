@@ -84,14 +84,16 @@ export class Events implements ConnHooks {
   private async online(svc: string, user: string, conn: string, since: number) {
     const me = this.local.nodeId;
     for (const a of await this.batch.ask(svc, user)) {
-      if (a.node === me || a.since === null) continue;
+      if (a.since === null) continue;
       if (a.since < since || (a.since === since && a.node < me)) return; // an earlier holder said online
     }
     this.emit(svc, user, `{"event":"online","svc":"${svc}","user":"${user}","conn":"${conn}","node":"${me}","time":"${iso()}"}`);
   }
 
   private async offline(svc: string, user: string, conn: string) {
-    for (const a of await this.batch.ask(svc, user)) if (a.since !== null) return; // still held somewhere (maybe here again)
+    const others = await this.batch.ask(svc, user);
+    if (this.local.earliest(svc, user) !== null) return; // back here meanwhile
+    for (const a of others) if (a.since !== null) return; // still held elsewhere
     this.emit(svc, user, `{"event":"offline","svc":"${svc}","user":"${user}","conn":"${conn}","node":"${this.local.nodeId}","time":"${iso()}"}`);
   }
 

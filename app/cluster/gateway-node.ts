@@ -4,7 +4,7 @@ import type { FrameHint } from "../broker/broker.ts";
 import type { CloseCode } from "../../protocol/close-codes.ts";
 import type { Conn } from "../core/conn.ts";
 import { sendCounted, type Transport } from "../core/transport.ts";
-import { connCount, connsOf, type Users } from "../core/users.ts";
+import { connAt, connCount, connsOf, type Users } from "../core/users.ts";
 import { messageFrame } from "../envelope/frames.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { VERSION } from "../ops/version.ts";
@@ -59,6 +59,18 @@ export class GatewayNode implements LocalNode {
 
   connections(svc: string, user: string): ConnInfo[] {
     return this.open(svc, user).map((c) => ({ id: this.connId(c), since: openedAt(c.id), envelope: c.envelope }));
+  }
+
+  /** Without building ConnInfo objects: the online/offline checks ask this for every user. */
+  earliest(svc: string, user: string): number | null {
+    const entry = this.gw.users.get(this.gw.subjectOf(svc, user));
+    if (!entry) return null;
+    let min = Infinity;
+    for (let i = 0; i < connCount(entry); i++) {
+      const c = connAt(entry, i);
+      if (!c.refuse && c.id < min) min = c.id;
+    }
+    return min === Infinity ? null : openedAt(min);
   }
 
   serviceCounts(svc: string) {

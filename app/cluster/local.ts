@@ -26,6 +26,8 @@ export interface LocalNode {
   stats(): { connections: number; users: number; draining: boolean; broker: string };
   /** the user's sockets on this node; empty once the last one closed (never a closing user's) */
   connections(svc: string, user: string): ConnInfo[];
+  /** when the user's earliest open socket here opened (epoch ms); null when it has none */
+  earliest(svc: string, user: string): number | null;
   /** users and sockets of one service on this node */
   serviceCounts(svc: string): { users: number; connections: number };
   /** up to `limit` users of the service on this node, sorted, each greater than `after` ("" = from the start) */

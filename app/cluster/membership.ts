@@ -77,6 +77,11 @@ export class Membership {
     return [this.local.nodeId, ...this.peers.keys()].sort();
   }
 
+  /** Live nodes other than this one. */
+  peerCount(): number {
+    return this.peers.size;
+  }
+
   isLive(node: string): boolean {
     return node === this.local.nodeId || this.peers.has(node);
   }

@@ -65,10 +65,24 @@ export class Scatter {
 
   /** Asks every live node; this node answers in place. */
   ask(q: Query): Promise<Gathered> {
-    const peers = this.members.live().filter((n) => n !== this.nodeId);
+    const peers = this.peers();
     const mine = { node: this.nodeId, value: this.answer(q) };
     if (peers.length === 0) return Promise.resolve({ answers: [mine], missing: [] });
     return this.send(this.subjects.query, q, peers, [mine]);
+  }
+
+  /** Asks every other live node (the caller knows its own answer); null when there is none. */
+  askPeers(q: Query): Promise<Gathered> | null {
+    const peers = this.peers();
+    return peers.length === 0 ? null : this.send(this.subjects.query, q, peers, []);
+  }
+
+  hasPeers(): boolean {
+    return this.members.peerCount() > 0;
+  }
+
+  private peers(): string[] {
+    return this.members.live().filter((n) => n !== this.nodeId);
   }
 
   /** Asks one node; null when it is not live or did not answer within the bound. */

@@ -9,10 +9,12 @@ export const SINCE_OP = "since";
 const BATCH_MS = 5;
 const BATCH_MAX = 256;
 
-/** One user's answer: each node's earliest `since` of that user (null: not held there). */
+/** One user's answer: each other node's earliest `since` of that user (null: not held there). */
 export type SinceAnswers = { node: string; since: number | null }[];
 
 type Waiting = { keys: string[]; done: ((a: SinceAnswers) => void)[] };
+
+const NO_ANSWERS: SinceAnswers = [];
 
 export class SinceBatch {
   private open: Waiting | null = null;
@@ -20,7 +22,9 @@ export class SinceBatch {
 
   constructor(private readonly scatter: Scatter) {}
 
-  ask(svc: string, user: string): Promise<SinceAnswers> {
+  /** The other nodes' answers; at once (nothing to ask) while this node has no peer. */
+  ask(svc: string, user: string): Promise<SinceAnswers> | SinceAnswers {
+    if (!this.open && !this.scatter.hasPeers()) return NO_ANSWERS;
     const w = (this.open ??= { keys: [], done: [] });
     w.keys.push(svc + "." + user);
     const p = new Promise<SinceAnswers>((r) => w.done.push(r));
@@ -35,7 +39,9 @@ export class SinceBatch {
     const w = this.open;
     this.open = null;
     if (!w) return;
-    void this.scatter.ask({ op: SINCE_OP, args: { keys: w.keys }, payload: null }).then((g) => spread(g, w));
+    const asked = this.scatter.askPeers({ op: SINCE_OP, args: { keys: w.keys }, payload: null });
+    if (asked) void asked.then((g) => spread(g, w));
+    else for (const done of w.done) done(NO_ANSWERS);
   }
 }
 

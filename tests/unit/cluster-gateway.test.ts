@@ -50,7 +50,9 @@ test("gateway events - ids, counters and who closed: client, limit, service, dra
   const drained = gw.shutdown();
   closed(d);
   await drained;
-  const gone = events.filter((e) => e.event === "disconnect");
+  await waitFor("four disconnects", () => events.filter((e) => e.event === "disconnect").length === 4);
+  // each user's events are in order; different users' need not be
+  const gone = events.filter((e) => e.event === "disconnect").sort((x, y) => String(x.user).localeCompare(String(y.user)));
   expect(gone.map((e) => [e.user, e.closedBy, e.code])).toEqual([
     ["a", "client", 1000],
     ["b", "limit", 4003],
