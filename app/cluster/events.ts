@@ -37,7 +37,9 @@ export class Events implements ConnHooks {
   opened(c: ConnRef, first: boolean) {
     if (!this.heard(c.svc)) return;
     this.emitInOrder(c.svc, c.user, `{"event":"connect","svc":"${c.svc}","user":"${c.user}","conn":"${c.connId}","node":"${this.local.nodeId}","time":"${iso()}","envelope":${c.envelope}}`);
-    if (first) this.check(c.svc, c.user, () => this.online(c.svc, c.user, c.connId, c.since));
+    if (!first) return;
+    if (this.alone()) this.emitOnline(c.svc, c.user, c.connId);
+    else this.check(c.svc, c.user, () => this.online(c.svc, c.user, c.connId, c.since));
   }
 
   closed(c: ConnRef, last: boolean, code: number, reason: string, closedBy: ClosedBy) {
@@ -48,7 +50,15 @@ export class Events implements ConnHooks {
       c.user,
       `{"event":"disconnect","svc":"${c.svc}","user":"${c.user}","conn":"${c.connId}","node":"${this.local.nodeId}","time":"${iso()}","code":${code},"reason":${JSON.stringify(reason)},"closedBy":"${closedBy}","openMs":${openMs},"framesIn":${c.framesIn},"framesOut":${c.framesOut}}`,
     );
-    if (last) this.check(c.svc, c.user, () => this.offline(c.svc, c.user, c.connId));
+    if (!last) return;
+    // removed here just now, and no other node to ask
+    if (this.alone()) this.emitOffline(c.svc, c.user, c.connId);
+    else this.check(c.svc, c.user, () => this.offline(c.svc, c.user, c.connId));
+  }
+
+  /** No other node to ask and nothing in flight: a single node decides at once, without promises. */
+  private alone(): boolean {
+    return this.checks.size === 0 && !this.scatter.hasPeers();
   }
 
   /** Resolves once no online/offline check is in flight (drain waits for it before leaving). */
@@ -87,13 +97,21 @@ export class Events implements ConnHooks {
       if (a.since === null) continue;
       if (a.since < since || (a.since === since && a.node < me)) return; // an earlier holder said online
     }
-    this.emit(svc, user, `{"event":"online","svc":"${svc}","user":"${user}","conn":"${conn}","node":"${me}","time":"${iso()}"}`);
+    this.emitOnline(svc, user, conn);
   }
 
   private async offline(svc: string, user: string, conn: string) {
     const others = await this.batch.ask(svc, user);
     if (this.local.earliest(svc, user) !== null) return; // back here meanwhile
     for (const a of others) if (a.since !== null) return; // still held elsewhere
+    this.emitOffline(svc, user, conn);
+  }
+
+  private emitOnline(svc: string, user: string, conn: string) {
+    this.emit(svc, user, `{"event":"online","svc":"${svc}","user":"${user}","conn":"${conn}","node":"${this.local.nodeId}","time":"${iso()}"}`);
+  }
+
+  private emitOffline(svc: string, user: string, conn: string) {
     this.emit(svc, user, `{"event":"offline","svc":"${svc}","user":"${user}","conn":"${conn}","node":"${this.local.nodeId}","time":"${iso()}"}`);
   }
 
