@@ -129,8 +129,10 @@ export type Gateway = {
   tls: boolean;
   /** fetch against this gateway (trusts its self-signed certificate when TLS is on) */
   fetch(path: string, init?: RequestInit): Promise<Response>;
-  /** everything the process wrote, stdout and stderr */
+  /** everything the process wrote so far, stdout and stderr */
   output(): string;
+  /** the exit code, once the process has exited and everything it wrote is in output() */
+  finished(): Promise<number>;
   stop(signal?: NodeJS.Signals): Promise<number>;
   metric(name: string): Promise<number>;
 };
@@ -164,8 +166,7 @@ export async function startGateway(runtime: Runtime, opts: GatewayOptions = {}):
     const dec = new TextDecoder();
     for await (const chunk of s) out += dec.decode(chunk, { stream: true });
   };
-  void pump(proc.stdout as ReadableStream<Uint8Array>);
-  void pump(proc.stderr as ReadableStream<Uint8Array>);
+  const pumped = Promise.all([pump(proc.stdout as ReadableStream<Uint8Array>), pump(proc.stderr as ReadableStream<Uint8Array>)]);
   const gw: Gateway = {
     runtime,
     port,
@@ -176,6 +177,7 @@ export async function startGateway(runtime: Runtime, opts: GatewayOptions = {}):
     tls,
     fetch: (path, init) => get(gw.http + path, init),
     output: () => out,
+    finished: () => Promise.all([proc.exited, pumped]).then(([code]) => code),
     async stop(signal = "SIGTERM") {
       if (proc.exitCode === null && !proc.killed) {
         if (signal === "SIGKILL") killTree(proc.pid);
