@@ -3,14 +3,15 @@
 // Every process started here is recorded and stopped by its own PID at the end (never by
 // name); every wait is bounded.
 import type { Subprocess } from "bun";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { startNats as harnessNats, NATS_SERVER } from "../harness/nats.ts";
+import { childPids, freePort as harnessPort, isShell, killAll, portRangeFromEnv, servingPid, startProcess, track } from "../harness/procs.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BUN = process.execPath;
-export const NATS_SERVER = process.env.NATS_SERVER ?? "/usr/sbin/nats-server";
+export { NATS_SERVER };
 
 // ───────────────────────── logging, run directory ─────────────────────────
 
@@ -33,33 +34,12 @@ export function runDir(): string {
 
 export const sleep = (ms: number) => Bun.sleep(ms);
 
-// ───────────────────────── process registry and cleanup ─────────────────────────
+// ───────────────────────── processes and ports (scripts/harness) ─────────────────────────
 
-const children = new Set<{ name: string; proc: Subprocess; extraPids: number[] }>();
+export { killAll };
 
-function track(name: string, proc: Subprocess) {
-  const rec = { name, proc, extraPids: [] as number[] };
-  children.add(rec);
-  proc.exited.then(() => children.delete(rec));
-  return rec;
-}
-
-/** Kills what is still running, by PID only. Safe to call more than once. */
-export function killAll(signal: NodeJS.Signals | number = "SIGKILL") {
-  for (const c of children) {
-    for (const pid of c.extraPids) {
-      try {
-        process.kill(pid, signal);
-      } catch {}
-    }
-    try {
-      c.proc.kill(signal);
-    } catch {}
-  }
-}
-
-let cleanupsInstalled = false;
 const tempDirs: string[] = [];
+let cleanupsInstalled = false;
 export function installCleanup() {
   if (cleanupsInstalled) return;
   cleanupsInstalled = true;
@@ -76,74 +56,12 @@ export function installCleanup() {
   }
 }
 
-/** Sends SIGTERM, waits up to `ms`, then SIGKILL; the PID is always one we started. */
-async function stopProc(proc: Subprocess, extraPids: number[] = [], ms = 8000) {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  try {
-    proc.kill("SIGTERM");
-  } catch {}
-  const done = await Promise.race([proc.exited.then(() => true), sleep(ms).then(() => false)]);
-  if (!done) {
-    for (const pid of extraPids) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {}
-    }
-    proc.kill("SIGKILL");
-    await Promise.race([proc.exited, sleep(2000)]);
-  }
-}
-
-// ───────────────────────── ports ─────────────────────────
-
-function rangeFromEnv(name: string): [number, number] | null {
-  const v = process.env[name];
-  if (!v) return null;
-  const m = /^(\d+)-(\d+)$/.exec(v);
-  if (!m) throw new Error(`${name} must look like 18300-18499`);
-  return [Number(m[1]), Number(m[2])];
-}
-
-const handedOut = new Set<number>();
-function canListen(port: number): boolean {
-  try {
-    const s = Bun.listen({ hostname: "0.0.0.0", port, socket: { data() {} } });
-    s.stop(true);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * A free TCP port: from $WSGATE_BENCH_PORTS (HTTP) or $WSGATE_BENCH_NATS_PORTS (NATS) when set,
  * e.g. "18300-18499", otherwise one the kernel picks.
  */
 export function freePort(kind: "http" | "nats"): number {
-  const range = rangeFromEnv(kind === "http" ? "WSGATE_BENCH_PORTS" : "WSGATE_BENCH_NATS_PORTS");
-  if (range) {
-    const [lo, hi] = range;
-    const n = hi - lo + 1;
-    const start = Math.floor(Math.random() * n);
-    for (let i = 0; i < n; i++) {
-      const p = lo + ((start + i) % n);
-      if (!handedOut.has(p) && canListen(p)) {
-        handedOut.add(p);
-        return p;
-      }
-    }
-    throw new Error(`no free port in ${lo}-${hi}`);
-  }
-  for (let i = 0; i < 20; i++) {
-    const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-    const p = s.port;
-    s.stop(true);
-    if (!handedOut.has(p)) {
-      handedOut.add(p);
-      return p;
-    }
-  }
-  throw new Error("no free port");
+  return harnessPort(portRangeFromEnv(kind === "http" ? "WSGATE_BENCH_PORTS" : "WSGATE_BENCH_NATS_PORTS"));
 }
 
 // ───────────────────────── /proc ─────────────────────────
@@ -171,26 +89,6 @@ export function kernelStats(): KernelStats {
   };
 }
 
-/** The process that actually serves: follows `sh -> exec bun` or `sh -> child bun`. */
-function servingPid(pid: number): number {
-  for (let depth = 0; depth < 3; depth++) {
-    let comm = "";
-    try {
-      comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-    } catch {
-      return pid;
-    }
-    if (comm !== "sh" && comm !== "dash" && comm !== "bash") return pid;
-    let kids: string[] = [];
-    try {
-      kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
-    } catch {}
-    if (kids.length !== 1) return pid;
-    pid = Number(kids[0]);
-  }
-  return pid;
-}
-
 // ───────────────────────── nats-server ─────────────────────────
 
 export type Nats = { url: string; port: number; monitorPort: number; pid: number; stop(): Promise<void>; subscriptions(): Promise<number> };
@@ -198,38 +96,12 @@ export type Nats = { url: string; port: number; monitorPort: number; pid: number
 export async function startNats(): Promise<Nats> {
   const port = freePort("nats");
   const monitorPort = freePort("nats");
-  const store = mkdtempSync(join(tmpdir(), "wsgate-bench-nats-"));
-  tempDirs.push(store);
   const logFile = join(runDir(), `nats-${port}.log`);
-  const proc = Bun.spawn({
-    cmd: [NATS_SERVER, "-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-js", "-sd", store],
-    stdio: ["ignore", Bun.file(logFile), Bun.file(logFile)],
+  const n = await harnessNats({ jetstream: true, port, monitor: monitorPort, logFile, tmpPrefix: "wsgate-bench-nats-" }).catch((err) => {
+    throw new Error(`${err.message}; see ${logFile}`);
   });
-  const rec = track("nats-server", proc);
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`nats-server exited at start; see ${logFile}`);
-    try {
-      const r = await fetch(`http://127.0.0.1:${monitorPort}/healthz`);
-      if (r.ok) break;
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`nats-server not ready in 10 s; see ${logFile}`);
-    await sleep(50);
-  }
-  return {
-    url: `nats://127.0.0.1:${port}`,
-    port,
-    monitorPort,
-    pid: proc.pid,
-    async subscriptions() {
-      const r = await fetch(`http://127.0.0.1:${monitorPort}/subsz`);
-      return Number(((await r.json()) as { num_subscriptions: number }).num_subscriptions);
-    },
-    async stop() {
-      await stopProc(proc, rec.extraPids, 5000);
-      rmSync(store, { recursive: true, force: true });
-    },
-  };
+  tempDirs.push(n.storeDir);
+  return { url: n.url, port, monitorPort, pid: n.proc.pid, subscriptions: n.subscriptions, stop: n.clean };
 }
 
 // ───────────────────────── servers under test ─────────────────────────
@@ -278,27 +150,6 @@ function parseMetrics(text: string): Record<string, number> {
   return out;
 }
 
-/** Children of a process (all its threads' children), from /proc. */
-function childPids(pid: number): number[] {
-  const out: number[] = [];
-  try {
-    for (const t of readdirSync(`/proc/${pid}/task`)) {
-      try {
-        out.push(...readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number));
-      } catch {}
-    }
-  } catch {}
-  return out;
-}
-
-function comm(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-  } catch {
-    return "";
-  }
-}
-
 export type ServerOptions = {
   /** the runtime that serves: bun (GC hook via BUN_OPTIONS --preload) or node (NODE_OPTIONS --expose-gc --import) */
   runtime?: "bun" | "node";
@@ -310,8 +161,6 @@ export type ServerOptions = {
   readyLogLine?: string;
 };
 
-const IS_SHELL = new Set(["sh", "dash", "bash"]);
-
 async function startServer(name: string, cmd: string[], env: Record<string, string>, readyPath: string, opts: ServerOptions = {}): Promise<Server> {
   const port = opts.port ?? freePort("http");
   const workers = opts.workers ?? 1;
@@ -321,9 +170,9 @@ async function startServer(name: string, cmd: string[], env: Record<string, stri
     opts.runtime === "node"
       ? { NODE_OPTIONS: `--expose-gc --import ${pathToFileURL(join(import.meta.dir, "gc-hook-node.mjs")).href}` }
       : { BUN_OPTIONS: `--preload ${join(import.meta.dir, "gc-hook.ts")}` };
-  const proc = Bun.spawn({
+  const rec = startProcess({
+    name,
     cmd,
-    cwd: ROOT,
     env: childEnv({
       ...env,
       PORT: String(port),
@@ -331,9 +180,9 @@ async function startServer(name: string, cmd: string[], env: Record<string, stri
       ...hookEnv,
       WSGATE_BENCH_HOOK_OUT: hookOut,
     }),
-    stdio: ["ignore", Bun.file(logFile), Bun.file(logFile)],
+    logFile,
   });
-  const rec = track(name, proc);
+  const proc = rec.proc;
   const base = `http://127.0.0.1:${port}`;
   // Node's first start bundles the adapter (scripts/start.sh): allow for it.
   const readyMs = opts.runtime === "node" ? 60_000 : 20_000;
@@ -367,7 +216,7 @@ async function startServer(name: string, cmd: string[], env: Record<string, stri
     // scripts/start.sh runs each worker as `( ... exec runtime )`: its children, once exec'd, are the servers
     const until = Date.now() + 10_000;
     for (;;) {
-      pids = childPids(proc.pid).filter((p) => !IS_SHELL.has(comm(p)));
+      pids = childPids(proc.pid).filter((p) => !isShell(p));
       if (pids.length >= workers || Date.now() > until) break;
       await sleep(50);
     }
@@ -420,7 +269,7 @@ async function startServer(name: string, cmd: string[], env: Record<string, stri
       }
       return null;
     },
-    stop: () => stopProc(proc, rec.extraPids, 8000),
+    stop: async () => void (await rec.stop("SIGTERM", 8000)),
   };
 }
 
@@ -559,7 +408,7 @@ export class Loadgen {
       stdout: "pipe",
       stderr: Bun.file(logFile),
     });
-    track(name, proc);
+    track(proc);
     return new Loadgen(name, proc, readyFile, logFile);
   }
 
@@ -620,7 +469,7 @@ export async function runPublisher(name: string, args: string[], ms: number): Pr
     stdout: "pipe",
     stderr: Bun.file(logFile),
   });
-  track(name, proc);
+  track(proc);
   const out = new Response(proc.stdout).text();
   const ok = await Promise.race([proc.exited.then(() => true), sleep(ms).then(() => false)]);
   if (!ok) {
@@ -927,7 +776,7 @@ export class Subscriber {
       stdout: "pipe",
       stderr: Bun.file(logFile),
     });
-    track(name, proc);
+    track(proc);
     const s = new Subscriber(name, proc, logFile);
     const until = Date.now() + 10_000;
     let line: string | undefined;
