@@ -88,19 +88,34 @@ async function reachable(gw: Gateway, probe: Probe, svc: string, user: string) {
  * A well-behaved user on the node under attack: one message every 10 ms through NATS,
  * stamped with the send time; latency is measured on arrival (one clock, this process).
  * `finish` keeps measuring for at least `minMs` in all, so quick attacks still get a sample.
+ * Each stamp also goes round NATS straight back to this process (the control). A message's
+ * `added` latency is its latency minus its control's: what the path through the gateway
+ * adds. A loaded machine delays this process and nats-server for both alike, so the tests
+ * bound `added`, which the attack moves and the machine's other work hardly does.
  */
 async function referenceUser(gw: Gateway, headers: Record<string, string>, svc: string, user: string) {
   const c = await client(gw, headers);
   const subject = `ws.recv.${svc}.${user}`;
   await waitFor("reference subscription", async () => (await nats.subsOf(gw.nodeId)).includes(subject));
   const rnc = await connect({ servers: nats.url });
+  const control = new Map<string, number>();
+  const dec = new TextDecoder();
+  const ctl = rnc.subscribe(`control.${svc}.${user}`, {
+    callback: (_e, m) => {
+      const stamp = dec.decode(m.data);
+      control.set(stamp, performance.now() - Number(stamp));
+    },
+  });
+  await rnc.flush();
   const start = c.received.length;
   const t0 = performance.now();
   let sent = 0;
   let stop = false;
   const loop = (async () => {
     while (!stop) {
-      rnc.publish(subject, enc.encode(String(performance.now())));
+      const stamp = enc.encode(String(performance.now()));
+      rnc.publish(subject, stamp);
+      rnc.publish(`control.${svc}.${user}`, stamp);
       sent++;
       await Bun.sleep(10);
     }
@@ -113,10 +128,13 @@ async function referenceUser(gw: Gateway, headers: Record<string, string>, svc: 
       stop = true;
       await loop;
       await rnc.flush();
-      await waitFor(`reference user got all ${sent} messages`, () => c.received.length - start >= sent, 15_000);
-      const lat = c.received.slice(start).map((m) => m.at - Number(m.data));
+      await waitFor(`reference user got all ${sent} messages`, () => c.received.length - start >= sent && control.size >= sent, 15_000);
+      const got = c.received.slice(start);
+      const lat = got.map((m) => m.at - Number(m.data));
+      const added = got.map((m, i) => lat[i] - (control.get(m.data as string) ?? 0));
+      ctl.unsubscribe();
       await rnc.close();
-      return { sent, lat, p50: percentile(lat, 50), p99: percentile(lat, 99), max: Math.max(...lat) };
+      return { sent, lat, p50: percentile(lat, 50), p99: percentile(lat, 99), max: Math.max(...lat), addedP99: percentile(added, 99) };
     },
   };
 }
@@ -417,8 +435,8 @@ for (const runtime of RUNTIMES) {
       expect(published).toBeGreaterThanOrEqual(50);
       sub.unsubscribe();
       const r = await ref.finish();
-      console.log(`[${runtime}] message flood: reference user p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms over ${r.sent} messages`);
-      expect(r.p99).toBeLessThan(250);
+      console.log(`[${runtime}] message flood: reference user p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms over ${r.sent} messages (added by the gateway's path: p99 ${r.addedP99.toFixed(1)} ms)`);
+      expect(r.addedP99).toBeLessThan(250);
       ref.client.ws.close();
     });
   });
@@ -477,10 +495,10 @@ for (const runtime of RUNTIMES) {
         const after = rssMiB(gw.proc.pid);
         console.log(
           `[${runtime}] 2,000 junk/half-open connections: RSS baseline ${baseline.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB, after reaping ${after.toFixed(0)} MiB; ` +
-            `reference user p50 ${during.p50.toFixed(1)} ms, p99 ${during.p99.toFixed(1)} ms (${during.sent} messages)`,
+            `reference user p50 ${during.p50.toFixed(1)} ms, p99 ${during.p99.toFixed(1)} ms (${during.sent} messages; added by the gateway's path: p99 ${during.addedP99.toFixed(1)} ms)`,
         );
         expect(peak - baseline).toBeLessThan(200);
-        expect(during.p99).toBeLessThan(250);
+        expect(during.addedP99).toBeLessThan(250);
         // The reference user is still there after the reaping, and still served.
         nc.publish("ws.recv.abuse.ref", enc.encode(String(performance.now())));
         await waitFor("reference user still served", () => ref.client.received.length > during.sent);
@@ -516,11 +534,11 @@ for (const runtime of RUNTIMES) {
         expect((await gw.fetch("/healthz")).status).toBe(200);
         console.log(
           `[${runtime}] 100 MB at a reader that never reads: RSS baseline ${baseline.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB (+${(peak - baseline).toFixed(0)}); ` +
-            `reference user p50 ${during.p50.toFixed(1)} ms, p99 ${during.p99.toFixed(1)} ms, max ${during.max.toFixed(1)} ms (${during.sent} messages)`,
+            `reference user p50 ${during.p50.toFixed(1)} ms, p99 ${during.p99.toFixed(1)} ms, max ${during.max.toFixed(1)} ms (${during.sent} messages; added by the gateway's path: p99 ${during.addedP99.toFixed(1)} ms)`,
         );
         // Unbounded buffering would hold most of the 100 MB; the cap is 1 MiB plus what the runtime has in flight.
         expect(peak - baseline).toBeLessThan(64);
-        expect(during.p99).toBeLessThan(250);
+        expect(during.addedP99).toBeLessThan(250);
         ref.client.ws.close();
       } finally {
         stalled.kill("SIGKILL");
