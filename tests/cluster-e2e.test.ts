@@ -117,6 +117,8 @@ for (const RUNTIME of RUNTIMES) describe(`cluster on ${RUNTIME}`, () => {
     const a = await bunClient(gws[0].ws, { Cookie: cookie("pres", "p1") });
     const b = await wsPackageClient(gws[1].ws, { Cookie: cookie("pres", "p1") }, "wsgate.v1");
     const c = await bunClient(gws[2].ws, { Cookie: cookie("pres", "p2") });
+    // a client sees its socket open a moment before the server has registered it
+    await waitFor("three sockets registered", async () => (await json(gws[0], "/v1/presence/pres")).body.connections === 3);
     const p = await json(gws[2], "/v1/presence/pres/p1");
     expect(p.body.online).toBe(true);
     expect(p.body.missing).toEqual([]);
@@ -128,12 +130,21 @@ for (const RUNTIME of RUNTIMES) describe(`cluster on ${RUNTIME}`, () => {
     expect(s.body).toMatchObject({ users: 3, connections: 3, list: ["p1"], next: "p1" });
     expect((await json(gws[0], "/v1/presence/pres?limit=1&after=p1")).body).toMatchObject({ list: ["p2"] });
     expect((await json(gws[0], "/v1/presence/nosuch")).body).toMatchObject({ users: 0, connections: 0, list: [] });
+    // the same questions over NATS request/reply, for services without HTTP
+    const overNats = JSON.parse(dec.decode((await nc.request("ws.api.presence.pres.p1", "", { timeout: 3_000 })).data));
+    expect(overNats.connections.map((x: { conn: string }) => x.conn).sort()).toEqual(p.body.connections.map((x: { conn: string }) => x.conn).sort());
+    const counts = JSON.parse(dec.decode((await nc.request("ws.api.presence.pres", JSON.stringify({ limit: 5 }), { timeout: 3_000 })).data));
+    expect(counts).toMatchObject({ users: 3, connections: 3, list: ["p1", "p2"], next: null });
+    const closed = JSON.parse(dec.decode((await nc.request("ws.api.disconnect.pres.p2", JSON.stringify({ mode: "reconnect" }), { timeout: 3_000 })).data));
+    expect(closed).toEqual({ closed: 1, missing: [] });
+    expect((await c.closed).code).toBe(4004);
     for (const x of [a, b, c]) x.close();
   });
 
   test("send - a message for one connection reaches that tab only; a gone one is 404", async () => {
     const t1 = await bunClient(gws[0].ws, { Cookie: cookie("tabs", "t") });
     const t2 = await bunClient(gws[1].ws, { Cookie: cookie("tabs", "t") });
+    await waitFor("both tabs registered", async () => (await json(gws[2], "/v1/presence/tabs/t")).body.connections.length === 2);
     const conns = (await json(gws[2], "/v1/presence/tabs/t")).body.connections as { conn: string; node: string }[];
     const second = conns.find((c) => c.node === gws[1].nodeId)!.conn;
     const r = await gws[0].fetch(`/v1/connections/tabs/t/${second}`, { method: "POST", body: "only tab 2" });
@@ -152,6 +163,7 @@ for (const RUNTIME of RUNTIMES) describe(`cluster on ${RUNTIME}`, () => {
     const a = sdkClient(gws[0].ws, "ctl", "u");
     const b = sdkClient(gws[1].ws, "ctl", "u");
     await waitFor("both open", () => a.opens === 1 && b.opens === 1);
+    await waitFor("both registered", async () => (await json(gws[2], "/v1/presence/ctl/u")).body.connections.length === 2);
     const r = await json(gws[2], "/v1/connections/ctl/u?mode=reconnect", { method: "DELETE" });
     expect(r.body).toMatchObject({ closed: 2, mode: "reconnect" });
     await waitFor("both back", () => a.opens === 2 && b.opens === 2, 10_000);
@@ -212,6 +224,7 @@ for (const RUNTIME of RUNTIMES) describe(`cluster on ${RUNTIME}`, () => {
     await waitFor("four nodes", async () => (await json(gws[0], "/v1/nodes")).body.nodes.length === 4, 20_000);
     await bunClient(victim.ws, { Cookie: cookie("kill", "k") });
     const k2 = await bunClient(gws[0].ws, { Cookie: cookie("kill", "k") });
+    await waitFor("both registered", async () => (await json(gws[1], "/v1/presence/kill/k")).body.connections.length === 2);
     await victim.stop("SIGKILL");
     gws.pop();
     const t0 = Date.now();
