@@ -22,9 +22,8 @@ export type GatewayView = {
   subjectOf(svc: string, user: string): string;
   transport: Transport;
   metrics: Metrics;
-  closeWith(conn: Conn, why: CloseCode): void;
-  draining(): boolean;
-  brokerState(): string;
+  /** the Gateway itself, as far as the cluster acts on it */
+  gateway: { closeWith(conn: Conn, why: CloseCode): void; isDraining(): boolean; readonly broker: { state(): string } };
 };
 
 const decoder = new TextDecoder();
@@ -49,7 +48,7 @@ export class GatewayNode implements LocalNode {
 
   stats() {
     const m = this.gw.metrics;
-    return { connections: m.connections, users: m.users, draining: this.gw.draining(), broker: this.gw.brokerState() };
+    return { connections: m.connections, users: m.users, draining: this.gw.gateway.isDraining(), broker: this.gw.gateway.broker.state() };
   }
 
   private open(svc: string, user: string): Conn[] {
@@ -98,7 +97,7 @@ export class GatewayNode implements LocalNode {
     let n = 0;
     for (const c of this.open(svc, user)) {
       if (conn !== null && this.connId(c) !== conn) continue;
-      this.gw.closeWith(c, why as CloseCode);
+      this.gw.gateway.closeWith(c, why as CloseCode);
       n++;
     }
     return n;

@@ -96,16 +96,7 @@ export class Gateway {
     const mailbox = this.mailbox;
     const resume = mailbox ? (conn: Conn, after?: number) => mailbox.resume(conn, after) : (conn: Conn, after?: number) => noMailboxResume(transport, conn, after);
     this.rpc = new Rpc({ config, metrics, transport, subjects, broker: this.broker, publisher: this.publisher, svcUser, resume });
-    const made = deps.cluster?.(this.broker, {
-      nodeId: config.nodeId,
-      users: this.users,
-      subjectOf: deps.mailbox ? subjects.live : subjects.recv,
-      transport,
-      metrics,
-      closeWith: (conn, why) => this.closeWith(conn, why),
-      draining: () => this.draining,
-      brokerState: () => this.broker.state(),
-    });
+    const made = deps.cluster?.(this.broker, { nodeId: config.nodeId, users: this.users, subjectOf: deps.mailbox ? subjects.live : subjects.recv, transport, metrics, gateway: this });
     this.cluster = made?.cluster ?? null;
     this.lifecycle = made?.lifecycle ?? null;
   }

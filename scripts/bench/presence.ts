@@ -41,7 +41,7 @@ async function nodeMain(natsUrl: string, nodeId: string, from: number, to: numbe
   }
   metrics.connections = metrics.users = to - from;
   const transport = { runtime: "bun" as const, textAsString: true, send: () => 1, close() {} };
-  const local = new GatewayNode({ nodeId, users, subjectOf: subs.recv, transport, metrics, closeWith() {}, draining: () => false, brokerState: () => "connected" });
+  const local = new GatewayNode({ nodeId, users, subjectOf: subs.recv, transport, metrics, gateway: { closeWith() {}, isDraining: () => false, broker: { state: () => "connected" } } });
   const broker = new NatsBroker(loadNatsLink(loadConfig({ NATS_URL: natsUrl }).nats!), `presence-bench ${nodeId}`, { deliver() {}, rewatchAll() {}, onState() {} });
   await broker.start();
   new Cluster(broker, local, { prefix: "ws", events: false, timing: { intervalMs: 500, missed: 3 } }).start();
