@@ -24,7 +24,7 @@ export class FakeNode implements LocalNode {
 
   /** Makes the node's Cluster over `broker` and starts it. */
   join(broker: Broker, cfg: Partial<ClusterConfig> = {}): Cluster {
-    this.cluster = new Cluster(broker, this, { prefix: "ws", events: true, timing: { intervalMs: 60, missed: 3 }, boundMs: 250, ...cfg });
+    this.cluster = new Cluster(broker, this, { prefix: "ws", events: true, timing: { intervalMs: 100, missed: 3 }, boundMs: 250, ...cfg });
     this.cluster.start();
     return this.cluster;
   }
