@@ -10,6 +10,8 @@ import { MemoryMembershipStore } from "./store.ts";
 import { groupSubjects } from "./subjects.ts";
 import type { Topics } from "./fanout.ts";
 import type { GroupStats } from "./interest.ts";
+import { log } from "../ops/log.ts";
+import { backoff } from "../util/backoff.ts";
 
 export type GroupsSetup = {
   groups: Groups;
@@ -41,11 +43,30 @@ export function setupGroups(
   if (!kv) return { groups, prepare: null };
   const store: KvMembershipStore = kv;
   const requests = new MembershipRequests(store, subjects);
+  let attaching: NatsConnection | null = null;
+  // Readiness does not wait on the bucket: without JetStream (or while it is away) group and
+  // broadcast publishing and token claims still work, and membership changes answer 503.
+  const attach = async (nc: NatsConnection) => {
+    attaching = nc;
+    for (let attempt = 0; attaching === nc && !nc.isClosed(); attempt++) {
+      try {
+        await store.attach(nc);
+        if (attempt > 0) log("info", "group membership store ready", { bucket: c.bucket });
+        break;
+      } catch (err) {
+        const wait = backoff(attempt);
+        log(attempt === 0 ? "warn" : "debug", "group membership store unavailable (needs JetStream); membership changes answer 503 until it is", { bucket: c.bucket, retryInMs: wait, error: String(err) });
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+    if (attaching === nc) attaching = null;
+  };
   return {
     groups,
-    prepare: async (nc) => {
-      await store.attach(nc);
+    prepare: (nc) => {
       requests.attach(nc);
+      if (attaching !== nc) void attach(nc);
+      return Promise.resolve();
     },
   };
 }
