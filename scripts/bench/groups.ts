@@ -1,0 +1,140 @@
+// Benchmark: group fan-out and the memory of a membership, each beside its reference.
+//
+//   fanout   one group of --conns members on one node (embedded broker), --messages text
+//            messages of 32 bytes (a send time first), published one after another through
+//            POST /v1/groups/<svc>/<group>; figure: deliveries/s received by the clients
+//            (loadgen, from the first to the last message) and the latency p99.
+//            Reference: bare Bun.serve, the same sockets subscribed to one native topic,
+//            published with server.publish through POST /publish (scripts/bench/ref-topic.ts).
+//   memory   --conns connections, then every user put in --groups groups (PUT per membership,
+//            applied to the open sockets at once); RSS and heap after a full GC before and after.
+//            Figure: bytes per membership (the node's membership index plus the native topic
+//            subscription). Reference: the same count of native subscriptions on bare Bun.serve.
+//
+//   bun scripts/bench/groups.ts [--conns 10000] [--messages 200] [--groups 10] [--only fanout,memory]
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { argInt, BUN, fmt, installCleanup, Loadgen, log, ratio, type Server, startGateway, startServer, table, waitMetrics } from "./lib.ts";
+
+export type GroupsOptions = { conns: number; messages: number; groups: number; workers: number; only: Set<string> };
+type Target = "wsgate" | "ref-topic";
+const SVC = "bench";
+
+function start(t: Target): Promise<Server> {
+  if (t === "wsgate") return startGateway("groups-wsgate", null, { WSGATE_MAX_GROUP_MEMBERS: "0", WSGATE_MAX_GROUPS_PER_USER: "0" });
+  return startServer("groups-ref-topic", [BUN, join(import.meta.dir, "ref-topic.ts")], {}, "/readyz");
+}
+
+const base = (s: Server) => `http://127.0.0.1:${s.port}`;
+
+/** PUTs every (user, group) membership with a bounded number in flight. */
+async function putMembers(s: Server, users: number, groups: number) {
+  const total = users * groups;
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= total) return;
+      const r = await fetch(`${base(s)}/v1/groups/${SVC}/g${i % groups}/members/u${Math.floor(i / groups)}`, { method: "PUT" });
+      if (r.status !== 200) throw new Error(`PUT membership ${i}: ${r.status} ${await r.text()}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+}
+
+/** 32 bytes, the send time first (loadgen reads it for latency). */
+function payload(): string {
+  return (performance.timeOrigin + performance.now()).toFixed(3).padEnd(32, " ");
+}
+
+async function fanout(t: Target, o: GroupsOptions) {
+  const s = await start(t);
+  try {
+    if (t === "wsgate") await putMembers(s, o.conns, 1);
+    const lg = Loadgen.start(`groups-${t}-fanout`, [
+      "--url", s.wsUrl, "-n", String(o.conns), "-w", String(o.workers), "--mode", "recv", "--svc", SVC, "-d", "0",
+      "--max-seconds", "600", "-q", "--count-to", String(o.messages), "--until-counted",
+    ]);
+    await lg.ready(180_000);
+    await waitMetrics(s, (m) => m.wsgate_connections >= o.conns, 30_000, `${o.conns} connections`);
+    const url = t === "wsgate" ? `${base(s)}/v1/groups/${SVC}/g0` : `${base(s)}/publish`;
+    const t0 = performance.now();
+    for (let i = 0; i < o.messages; i++) {
+      const r = await fetch(url, { method: "POST", body: payload() });
+      if (r.status !== 202) throw new Error(`publish: ${r.status}`);
+    }
+    const publishS = (performance.now() - t0) / 1000;
+    const sum = await lg.done(300_000);
+    // Nothing else reaches these sockets: the whole run's first to last message is the fan-out.
+    const recv = sum.recv;
+    const got: number = recv.messages;
+    const rate = recv.spanS > 0 ? got / recv.spanS : 0;
+    log(`${t}: ${got} of ${o.messages * o.conns} deliveries, ${fmt(rate)}/s, publishing took ${publishS.toFixed(2)} s`);
+    return { target: t, deliveries: got, expected: o.messages * o.conns, perS: rate, p99Ms: recv.latencyMs?.p99 ?? null };
+  } finally {
+    await s.stop();
+  }
+}
+
+async function memory(t: Target, o: GroupsOptions) {
+  const s = await start(t);
+  try {
+    const lg = Loadgen.start(`groups-${t}-memory`, ["--url", s.wsUrl, "-n", String(o.conns), "-w", String(o.workers), "--mode", "idle", "--svc", SVC, "-d", "0", "--max-seconds", "900", "-q"]);
+    await lg.ready(180_000);
+    await waitMetrics(s, (m) => m.wsgate_connections >= o.conns, 30_000, `${o.conns} connections`);
+    const before = await s.gc();
+    if (t === "wsgate") await putMembers(s, o.conns, o.groups);
+    else await fetch(`${base(s)}/subscribe?topics=${o.groups + 1}`, { method: "POST" });
+    const after = await s.gc();
+    await lg.stop();
+    if (!before || !after) throw new Error(`${t}: no heap figures (GC hook)`);
+    const n = o.conns * o.groups;
+    const r = { target: t, memberships: n, rssPer: (after.rss - before.rss) / n, heapPer: (after.heapSize + after.extraMemorySize - before.heapSize - before.extraMemorySize) / n };
+    log(`${t}: ${n} memberships, ${fmt(r.rssPer)} B RSS and ${fmt(r.heapPer)} B heap each`);
+    return r;
+  } finally {
+    await s.stop();
+  }
+}
+
+export async function runGroups(o: GroupsOptions) {
+  const out: Record<string, unknown> = {};
+  if (o.only.has("fanout")) {
+    const rows = [];
+    for (const t of ["ref-topic", "wsgate"] as Target[]) rows.push(await fanout(t, o));
+    const ref = rows[0].perS;
+    console.log(`\nGroup fan-out: one group of ${o.conns} members on one node, ${o.messages} messages of 32 bytes (Bun)\n`);
+    console.log(table(["target", "deliveries", "deliveries/s", "vs ref", "p99 ms"], rows.map((r) => [r.target, `${r.deliveries}/${r.expected}`, fmt(r.perS), ratio(r.perS, ref), fmt(r.p99Ms, 1)])));
+    out.fanout = rows;
+  }
+  if (o.only.has("memory")) {
+    const rows = [];
+    for (const t of ["ref-topic", "wsgate"] as Target[]) rows.push(await memory(t, o));
+    console.log(`\nMemory per membership: ${o.conns} connections each in ${o.groups} groups, after a full GC (Bun)\n`);
+    console.log(table(["target", "memberships", "RSS B each", "heap B each"], rows.map((r) => [r.target, String(r.memberships), fmt(r.rssPer), fmt(r.heapPer)])));
+    out.memory = rows;
+  }
+  return out;
+}
+
+if (import.meta.main) {
+  const { values: v } = parseArgs({
+    args: Bun.argv.slice(2),
+    options: {
+      conns: { type: "string", default: "10000" },
+      messages: { type: "string", default: "200" },
+      groups: { type: "string", default: "10" },
+      workers: { type: "string", default: "1" },
+      only: { type: "string", default: "fanout,memory" },
+    },
+  });
+  installCleanup();
+  await runGroups({
+    conns: argInt(v.conns, "--conns", 1, 19_000, 10_000),
+    messages: argInt(v.messages, "--messages", 1, 100_000, 200),
+    groups: argInt(v.groups, "--groups", 1, 1_000, 10),
+    workers: argInt(v.workers, "--workers", 1, 16, 1),
+    only: new Set(v.only.split(",")),
+  });
+  process.exit(0);
+}
