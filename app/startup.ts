@@ -1,6 +1,7 @@
 // Wires config, broker, gateway and routes together. Each adapter calls this once.
 import { EmbeddedBroker } from "./broker/embedded.ts";
 import { NatsBroker } from "./broker/nats.ts";
+import { loadNatsLink } from "./broker/nats-link.ts";
 import { type Config, ConfigError, loadConfig } from "./ops/config.ts";
 import { Gateway, type Transport } from "./core/gateway.ts";
 import { log, setLogLevel } from "./ops/log.ts";
@@ -50,8 +51,8 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
   if (config.mailbox) gw.enableMailbox(new MailboxStore(config.mailbox, gw.subjects));
   const hooks = gw.brokerHooks();
   const app = routes(gw);
-  if (config.natsUrl) {
-    gw.broker = new NatsBroker(config.natsUrl, `wsgate ${config.nodeId}`, hooks);
+  if (config.nats) {
+    gw.broker = new NatsBroker(secrets?.nats ?? loadNatsLink(config.nats), `wsgate ${config.nodeId}`, hooks);
   } else {
     const embedded = new EmbeddedBroker(hooks);
     gw.broker = embedded;

@@ -20,7 +20,8 @@ run() {
     deno)
       # Read access to exactly the key and certificate files the configuration names, nothing else.
       reads=""
-      for f in "$WSGATE_JWT_PUBLIC_KEY" "$WSGATE_TLS_CERT" "$WSGATE_TLS_KEY"; do
+      for f in "$WSGATE_JWT_PUBLIC_KEY" "$WSGATE_TLS_CERT" "$WSGATE_TLS_KEY" \
+        "$NATS_NKEY_SEED_FILE" "$NATS_CREDS_FILE" "$NATS_TLS_CA" "$NATS_TLS_CERT" "$NATS_TLS_KEY"; do
         [ -n "$f" ] && reads="${reads:+$reads,}$f"
       done
       # Sharing the port between workers (reusePort) is still behind --unstable-net on Deno 2.

@@ -1,6 +1,7 @@
 // Configuration comes only from environment variables, validated once at start.
 // A bad value must stop the process with one line naming the variable and the rule.
 import * as v from "valibot";
+import { NATS_ENV, type NatsSettings, natsSettings, redactNatsUrl } from "../broker/nats-options.ts";
 
 const ID_RULE = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -126,6 +127,8 @@ function groupsConfig(e: v.InferOutput<v.ObjectSchema<typeof GROUPS_ENV, undefin
 
 const EnvSchema = v.object({
   ...SECURITY_ENV,
+  // ---- NATS credentials and TLS: NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE, NATS_CREDS_FILE, NATS_TLS_* (app/broker/nats-options.ts) ----
+  ...NATS_ENV,
   ...GROUPS_ENV,
   PORT: int("PORT", 0, 65535, 8080),
   HOST: v.optional(v.pipe(v.string(), v.minLength(1, "HOST must not be empty")), "0.0.0.0"),
@@ -166,7 +169,10 @@ const EnvSchema = v.object({
 export type Config = SecurityConfig & {
   port: number;
   host: string;
+  /** NATS_URL for logs: passwords and tokens in it replaced by *** (connect with `nats`) */
   natsUrl: string | undefined;
+  /** servers without credentials, the credentials, TLS files; null: embedded broker */
+  nats: NatsSettings | null;
   prefix: string;
   nodeId: string;
   /** processes sharing the port (SO_REUSEPORT); each is a node of its own */
@@ -220,7 +226,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const name = issue.path?.[0]?.key ?? "environment";
     const value = input[name as string];
     // Secrets must not end up in logs, even when they are wrong.
-    const shown = /SECRET|TOKEN/.test(String(name)) ? "<hidden>" : JSON.stringify(value ?? "");
+    const shown = /SECRET|TOKEN|PASSWORD/.test(String(name)) ? "<hidden>" : JSON.stringify(name === "NATS_URL" ? redactNatsUrl(value ?? "") : (value ?? ""));
     throw new ConfigError(`config: ${String(name)}=${shown} rejected: ${issue.message}`);
   }
   const e = result.output;
@@ -231,11 +237,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(`config: PORT="0" rejected: workers must share one fixed port`);
   }
   const nodeId = e.WSGATE_NODE_ID ?? randomNodeId();
+  const nats = e.NATS_URL ? natsSettings({ ...e, NATS_URL: e.NATS_URL }, (m) => { throw new ConfigError(m); }) : null;
   return {
     ...securityConfig(e),
     port: e.PORT,
     host: e.HOST,
-    natsUrl: e.NATS_URL,
+    natsUrl: nats?.redacted,
+    nats,
     prefix: e.WSGATE_SUBJECT_PREFIX,
     nodeId: e.WSGATE_WORKER ? `${nodeId.slice(0, 60)}-w${e.WSGATE_WORKER}` : nodeId,
     workers: e.WSGATE_WORKERS,
