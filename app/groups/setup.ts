@@ -20,7 +20,7 @@ export type GroupsSetup = {
 };
 
 export function setupGroups(
-  config: { prefix: string; natsUrl: string | undefined; groups: GroupsConfig },
+  config: { prefix: string; nats: object | null; groups: GroupsConfig },
   broker: GroupsDeps["broker"],
   topics: Topics,
   textAsString: boolean,
@@ -38,7 +38,7 @@ export function setupGroups(
     maxBroadcastsPerSec: c.maxBroadcastsPerSec,
     eachConn,
     store: (changed) =>
-      config.natsUrl ? (kv = new KvMembershipStore({ bucket: c.bucket, replicas: c.replicas }, caps, changed)) : new MemoryMembershipStore(caps, changed),
+      config.nats ? (kv = new KvMembershipStore({ bucket: c.bucket, replicas: c.replicas }, caps, changed)) : new MemoryMembershipStore(caps, changed),
   });
   if (!kv) return { groups, prepare: null };
   const store: KvMembershipStore = kv;
