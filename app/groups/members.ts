@@ -1,19 +1,22 @@
 // Who is in which group, as this node knows it. Membership is one record per user (the
 // user's groups), so the index is fed whole records and works out what changed; the
 // group → members side is derived from it. Both stores (memory, NATS KV) feed it.
+// Every node holds every membership: names are stored once (one string per user, one per
+// group) however many memberships refer to them.
 
 /** A user's groups within one service changed: `joined` and `left` name the groups. */
 export type MembershipChange = (svc: string, user: string, joined: readonly string[], left: readonly string[]) => void;
 
-type Record = { groups: readonly string[]; revision: number };
+type UserRecord = { user: string; groups: readonly string[]; revision: number };
+type Group = { name: string; members: Set<string> };
 
 const NONE: readonly string[] = Object.freeze([]);
 
 export class MembershipIndex {
   /** `<svc>.<user>` → the user's record */
-  private users = new Map<string, Record>();
+  private users = new Map<string, UserRecord>();
   /** `<svc>.<group>` → its members */
-  private groups = new Map<string, Set<string>>();
+  private groups = new Map<string, Group>();
 
   constructor(private readonly changed: MembershipChange) {}
 
@@ -26,16 +29,16 @@ export class MembershipIndex {
   }
 
   members(svc: string, group: string): string[] {
-    const set = this.groups.get(svc + "." + group);
-    return set ? [...set].sort() : [];
+    const g = this.groups.get(svc + "." + group);
+    return g ? [...g.members].sort() : [];
   }
 
   memberCount(svc: string, group: string): number {
-    return this.groups.get(svc + "." + group)?.size ?? 0;
+    return this.groups.get(svc + "." + group)?.members.size ?? 0;
   }
 
   has(svc: string, group: string, user: string): boolean {
-    return this.groups.get(svc + "." + group)?.has(user) ?? false;
+    return this.groups.get(svc + "." + group)?.members.has(user) ?? false;
   }
 
   /**
@@ -46,22 +49,28 @@ export class MembershipIndex {
     const key = svc + "." + user;
     const before = this.users.get(key);
     if (before && revision > 0 && revision <= before.revision) return;
+    const name = before?.user ?? user;
     const old = before?.groups ?? NONE;
-    // An emptied record stays as a revision mark, so a late echo of an older write cannot revive it.
-    this.users.set(key, { groups: groups.length ? groups : NONE, revision });
     const joined = groups.filter((g) => !old.includes(g));
     const left = old.filter((g) => !groups.includes(g));
-    for (const g of joined) {
-      const gk = svc + "." + g;
-      let set = this.groups.get(gk);
-      if (!set) this.groups.set(gk, (set = new Set()));
-      set.add(user);
-    }
     for (const g of left) {
       const gk = svc + "." + g;
-      const set = this.groups.get(gk);
-      if (set?.delete(user) && set.size === 0) this.groups.delete(gk);
+      const entry = this.groups.get(gk);
+      if (entry?.members.delete(name) && entry.members.size === 0) this.groups.delete(gk);
     }
+    for (const g of joined) {
+      const gk = svc + "." + g;
+      let entry = this.groups.get(gk);
+      if (!entry) this.groups.set(gk, (entry = { name: g, members: new Set() }));
+      entry.members.add(name);
+    }
+    // Group names as the index holds them, so a thousand members share one string per group.
+    const stored = groups.length ? groups.map((g) => this.groups.get(svc + "." + g)!.name) : NONE;
+    // An emptied record stays as a revision mark, so a late echo of an older write cannot revive it.
+    if (before) {
+      before.groups = stored;
+      before.revision = revision;
+    } else this.users.set(key, { user: name, groups: stored, revision });
     if (joined.length || left.length) this.changed(svc, user, joined, left);
   }
 }
