@@ -7,7 +7,13 @@ import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExi
 import { log } from "../app/ops/log.ts";
 import { SUBPROTOCOL } from "../app/envelope/frames.ts";
 import { guardAccept } from "./accept-guard.ts";
+import { runCli } from "./cli.ts";
+import { serveMetrics } from "./metrics-listener.ts";
+import { processStats } from "./process-stats.ts";
 
+// The command line first: only `serve` (the default) goes on to start the gateway below.
+const cliExit = await runCli(process.argv.slice(2), { serve: async () => {} });
+if (cliExit !== undefined) process.exit(cliExit);
 const config = configOrExit(process.env, (code) => process.exit(code));
 /** The upgrade response's extra header for a client that chose the wsgate.v1 envelope. */
 const ENVELOPE = { "Sec-WebSocket-Protocol": SUBPROTOCOL };
@@ -17,6 +23,7 @@ const transport: Transport<ServerWebSocket<Conn>> = {
   textAsString: true,
   send: (ws, data, text) => (text ? ws.sendText(data as string) : ws.sendBinary(data as Uint8Array)),
   collectGarbage: () => Bun.gc(true),
+  processStats,
   close: (ws, code, reason) => ws.close(code, reason),
   buffered: (ws) => ws.getBufferedAmount(),
   terminate: (ws) => ws.terminate(),
@@ -63,6 +70,7 @@ const port = server.port!;
 
 await gw.broker.start();
 logStart(gw, { host: config.host, port });
+await serveMetrics(gw, (code) => process.exit(code));
 
 guardAccept(fdLimit, {
   // A stopped server keeps serving its open sockets; a new one takes over listening.

@@ -3,6 +3,8 @@
 import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExit, type Transport } from "../app/startup.ts";
 import { log } from "../app/ops/log.ts";
 import { SUBPROTOCOL } from "../app/envelope/frames.ts";
+import { serveMetrics } from "./metrics-listener.ts";
+import { processStats } from "./process-stats.ts";
 
 const config = configOrExit(Deno.env.toObject(), (code) => Deno.exit(code));
 
@@ -28,6 +30,7 @@ const transport: Transport<WebSocket> = {
   },
   buffered: (ws) => ws.bufferedAmount,
   terminate: abortSocket,
+  processStats,
 };
 
 /**
@@ -118,6 +121,7 @@ function relisten(port: number, waitMs: number) {
 await gw.broker.start();
 const addr = await listened;
 logStart(gw, { host: config.host, port: addr.port });
+await serveMetrics(gw, (code) => Deno.exit(code));
 
 // Upgrades are refused once draining. server.shutdown() would close the remaining sockets itself
 // (1001 "Server shutting down") and wait for them, so the gateway's go first and their close

@@ -9,6 +9,8 @@ import { type Conn, configOrExit, createGateway, drainer, logStart, secretsOrExi
 import { log } from "../app/ops/log.ts";
 import { SUBPROTOCOL } from "../app/envelope/frames.ts";
 import { guardAccept } from "./accept-guard.ts";
+import { serveMetrics } from "./metrics-listener.ts";
+import { processStats } from "./process-stats.ts";
 
 /** uWS copies these properties onto the socket object, so keep exactly one. */
 type Data = { conn: Conn };
@@ -40,6 +42,7 @@ const transport: Transport<WS | null> = {
   terminate(ws) {
     if (ws !== null) ws.close();
   },
+  processStats,
 };
 
 const secrets = await secretsOrExit(config, (path) => readFileSync(path, "utf8"), (code) => process.exit(code));
@@ -294,6 +297,7 @@ if (!listenSocket) {
 await gw.broker.start();
 const port = uWS.us_socket_local_port(listenSocket as never);
 logStart(gw, { host: config.host, port });
+await serveMetrics(gw, (code) => process.exit(code));
 
 guardAccept(fdLimit, {
   pause() {

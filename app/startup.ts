@@ -2,9 +2,9 @@
 import { EmbeddedBroker } from "./broker/embedded.ts";
 import { NatsBroker } from "./broker/nats.ts";
 import { loadNatsLink } from "./broker/nats-link.ts";
-import { type Config, ConfigError, loadConfig } from "./ops/config.ts";
+import { checkConfig, type Config } from "./ops/config.ts";
 import { Gateway, type Transport } from "./core/gateway.ts";
-import { log, setLogLevel } from "./ops/log.ts";
+import { log, setLogBase, setLogLevel } from "./ops/log.ts";
 import { MailboxStore } from "./mailbox/store.ts";
 import { embeddedRoutes, routes } from "./http/routes.ts";
 import { Auth, KeyError, type ReadTextFile } from "./security/auth.ts";
@@ -15,17 +15,19 @@ export { Gateway } from "./core/gateway.ts";
 export type { UpgradeEnv } from "./http/routes.ts";
 export type { Secrets, Tls } from "./security/security.ts";
 
-/** Reads the config; on a bad value prints the one line and exits with status 2. */
+/** Reads the config; prints every bad variable (one line each) and exits with status 2, or warns about unknown names. */
 export function configOrExit(env: Record<string, string | undefined>, exit: (code: number) => never): Config {
-  try {
-    return loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      return exit(2);
-    }
-    throw err;
+  const { config, errors, warnings } = checkConfig(env);
+  if (config) {
+    setLogLevel(config.logLevel);
+    setLogBase(config.worker ? { node: config.nodeId, worker: config.worker } : { node: config.nodeId });
   }
+  for (const w of warnings) log("warn", w);
+  if (!config) {
+    for (const e of errors) console.error(e);
+    return exit(2);
+  }
+  return config;
 }
 
 /**

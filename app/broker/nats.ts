@@ -233,7 +233,7 @@ export class NatsBroker implements Broker {
 }
 
 /** nats.js options from the link: credentials as options (never in the servers list), TLS from PEM texts. */
-function connectOptions(link: NatsLink, name: string): ConnectionOptions {
+export function connectOptions(link: NatsLink, name: string): ConnectionOptions {
   const o: ConnectionOptions = {
     servers: link.servers,
     name,

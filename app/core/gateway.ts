@@ -8,12 +8,12 @@ import { HEADER } from "../broker/broker.ts";
 import { CLOSE, type CloseCode } from "../../protocol/close-codes.ts";
 import type { Config } from "../ops/config.ts";
 import type { Identity } from "../security/identity.ts";
-import { log } from "../ops/log.ts";
+import { log, logEnabled } from "../ops/log.ts";
 import { Deadlines } from "./deadlines.ts";
 import { overBuffer, takeMessage } from "./limits.ts";
 import { Limiter, MailboxStore } from "../mailbox/store.ts";
 import type { Security } from "../security/security.ts";
-import { Metrics } from "../ops/metrics.ts";
+import { Metrics, type ProcessStats } from "../ops/metrics.ts";
 import { subjects } from "./subjects.ts";
 import { isUtf8 } from "../util/utf8.ts";
 import { errorFrame, messageFrame } from "../envelope/frames.ts";
@@ -38,6 +38,8 @@ export interface Transport<WS = any> {
   terminate?(ws: WS): void;
   /** Asks the runtime to collect garbage soon (after a burst of catch-ups, see withRetry). */
   collectGarbage?(): void;
+  /** Memory, CPU and descriptors of this process for /metrics (the adapter reads the OS). */
+  processStats?(): ProcessStats;
 }
 
 /**
@@ -285,7 +287,8 @@ export class Gateway {
 
   setOpenFilesLimit(limit: number) {
     this.metrics.openFilesLimit = limit;
-    if (limit > 0 && limit - FD_RESERVE < this.config.maxConnections) {
+    // Unset, the cap simply is the limit less the reserve: only a cap the operator asked for is worth a warning.
+    if (limit > 0 && this.config.maxConnectionsSet && limit - FD_RESERVE < this.config.maxConnections) {
       log("warn", "open-files limit is below the connection cap; upgrades past it will be refused", {
         openFilesLimit: limit,
         maxConnections: this.config.maxConnections,
@@ -396,6 +399,7 @@ export class Gateway {
 
   /** The socket closed; `code` and `reason` as the runtime reports them, when it does. */
   close(conn: Conn, code?: number, reason?: string) {
+    if (logEnabled("debug")) this.logClose(conn, code, reason);
     if (conn.slot >= 0) this.deadlines.clear(conn);
     // The runtimes enforce WSGATE_MAX_MESSAGE_BYTES themselves: the client gets 1009 before the frame
     // reaches message(), and uWS-based ones report it here as 1006 "Received too big message".
@@ -755,6 +759,12 @@ export class Gateway {
   }
 
   /** `<svc>.<user>` of a user, from the subject this node watches. */
+  /** WSGATE_LOG_LEVEL=debug: why each socket went, to follow one client's trouble. */
+  private logClose(conn: Conn, code?: number, reason?: string) {
+    const who = conn.user ? this.svcUser(conn.user) : conn.pending ? `${conn.pending.svc}.${conn.pending.user}` : undefined;
+    log("debug", "connection closed", { user: who, conn: conn.user ? conn.id : undefined, code, reason, closedBy: conn.refuse ? "gateway" : "peer or runtime", refused: conn.refuse?.code });
+  }
+
   svcUser(entry: UserEntry): string {
     return entry.key.slice(this.keyPrefixLength);
   }

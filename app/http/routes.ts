@@ -7,6 +7,8 @@ import type { Context } from "hono";
 import type { EmbeddedBroker } from "../broker/embedded.ts";
 import { HEADER } from "../broker/broker.ts";
 import type { Conn, Gateway } from "../core/gateway.ts";
+import { metricsResponse } from "../ops/metrics-route.ts";
+import { logRefusals } from "../ops/refusals.ts";
 import { type Identity, type IdentityError, isIdentityError } from "../security/identity.ts";
 import { Auth } from "../security/auth.ts";
 import { Security } from "../security/security.ts";
@@ -39,11 +41,8 @@ export function routes(gw: Gateway): Hono<UpgradeEnv> {
     return r.ok ? c.text("ready\n") : c.text(`not ready: ${r.reason}\n`, 503);
   });
 
-  app.get("/metrics", (c) =>
-    c.body(gw.metrics.render(gw.config.nodeId, gw.transport.runtime), 200, {
-      "content-type": "text/plain; version=0.0.4; charset=utf-8",
-    }),
-  );
+  // With WSGATE_METRICS_PORT the adapter serves metricsResponse on its own listener instead.
+  if (!gw.config.metrics) app.get("/metrics", () => metricsResponse(gw));
 
   // The service API (publish, embedded event stream) reaches every user: in production it
   // needs the operator's bearer token, and without one configured it stays shut.
@@ -111,8 +110,8 @@ export function routes(gw: Gateway): Hono<UpgradeEnv> {
   };
   requestRoutes(app, gw);
 
-  app.get("/ws", upgrade);
-  app.get("/ws/*", upgrade);
+  app.get("/ws", logRefusals(upgrade));
+  app.get("/ws/*", logRefusals(upgrade));
 
   app.notFound((c) => c.text("not found\n", 404));
   app.onError((err, c) => c.text(`internal error: ${err.message}\n`, 500));
