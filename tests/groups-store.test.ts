@@ -91,3 +91,15 @@ test("nats requests - services change and read membership over <prefix>.groups.<
   expect(await ask("ws.groups.frobnicate.s1")).toMatchObject({ status: 404 });
   requests.close();
 });
+
+test("kv store - after nats-server restarts, the watch resumes: a later change still reaches the other node", async () => {
+  const a = await node("G6");
+  const b = await node("G6");
+  await a.store.add("s1", "before", "u1");
+  await waitFor("b learns the first join", () => b.changes.includes("+s1.before.u1"));
+  await nats.stop();
+  await nats.start();
+  await waitFor("a can write again", async () => (await a.store.add("s1", "after", "u1")).ok, 30_000);
+  await waitFor("b learns the join made after the restart", () => b.changes.includes("+s1.after.u1"), 30_000);
+  expect(b.store.index.groupsOf("s1", "u1")).toEqual(["before", "after"]);
+});
