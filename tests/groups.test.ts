@@ -182,6 +182,18 @@ for (const runtime of RUNTIMES) {
       expect(statuses).toContain(429);
     });
 
+    test("/metrics counts group messages, deliveries and the subscriptions held", async () => {
+      const [a] = nodes;
+      await api(a, "PUT", "/v1/groups/met/room/members/m1");
+      const m1 = await raw(a, "met", "m1");
+      await subscribed(a, "ws.group.met.room");
+      const before = await a.metric("wsgate_group_deliveries_total");
+      await api(a, "POST", "/v1/groups/met/room", "counted");
+      await m1.waitFor(1);
+      expect(await a.metric("wsgate_group_deliveries_total")).toBe(before + 1);
+      expect(await a.metric("wsgate_group_subscriptions")).toBeGreaterThanOrEqual(2); // the group and the service's broadcast
+    });
+
     test("a bad id in any route is a 400 naming the part", async () => {
       const [a] = nodes;
       const cases: [string, string, string][] = [
@@ -240,5 +252,25 @@ for (const runtime of RUNTIMES) {
       expect(r.status).toBe(403);
       expect(await r.text()).toContain("token claim groups is invalid");
     });
+  });
+}
+
+for (const runtime of RUNTIMES) {
+  test(`groups on ${runtime} without JetStream: publishing and broadcast work, membership changes answer 503`, async () => {
+    const nats = await startNats();
+    const gw = await startGateway(runtime, { env: { NATS_URL: nats.url, WSGATE_MAILBOX: "off" } });
+    try {
+      const c = await bunClient(gw.ws, { Cookie: cookie("nojs", "u1") });
+      await waitFor("broadcast subscription", async () => (await nats.subsOf(gw.nodeId)).includes("ws.bcast.nojs"));
+      expect((await gw.fetch("/v1/broadcast/nojs", { method: "POST", body: "still here" })).status).toBe(202);
+      expect((await c.waitFor(1)).map((m) => m.data)).toEqual(["still here"]);
+      const r = await gw.fetch("/v1/groups/nojs/room/members/u1", { method: "PUT" });
+      expect(r.status).toBe(503);
+      expect(((await r.json()) as { error: string }).error).toContain("not connected");
+      c.close();
+    } finally {
+      await gw.stop("SIGKILL");
+      await stopNatsAndClean(nats);
+    }
   });
 }
