@@ -165,6 +165,7 @@ await step("groups", () =>
     groups: argInt(v.groups, "groups", 1, 1_000, 10),
     workers: 1,
     only: new Set(["fanout", "memory"]),
+    runtimes: ["bun", "node"],
   }),
 );
 await step("workers", () =>

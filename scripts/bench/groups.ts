@@ -11,17 +11,27 @@
 //            Figure: bytes per membership (the node's membership index plus the native topic
 //            subscription). Reference: the same count of native subscriptions on bare Bun.serve.
 //
-//   bun scripts/bench/groups.ts [--conns 10000] [--messages 200] [--groups 10] [--only fanout,memory]
+// Both on Bun (Bun.serve) and on Node (uWS: the gateway vs bare uWS.js app.publish, ref-uws-topic.mjs).
+//
+//   bun scripts/bench/groups.ts [--conns 10000] [--messages 200] [--groups 10] [--only fanout,memory] [--runtimes bun,node]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { argInt, BUN, fmt, installCleanup, Loadgen, log, ratio, type Server, startGateway, startServer, table, waitMetrics } from "./lib.ts";
 
-export type GroupsOptions = { conns: number; messages: number; groups: number; workers: number; only: Set<string> };
-type Target = "wsgate" | "ref-topic";
+export type GroupsOptions = { conns: number; messages: number; groups: number; workers: number; only: Set<string>; runtimes: string[] };
+type Target = "wsgate" | "ref-topic" | "wsgate-node" | "ref-uws-topic";
+/** Each runtime's pair: the reference first. */
+const PAIRS: Record<string, [Target, Target]> = { bun: ["ref-topic", "wsgate"], node: ["ref-uws-topic", "wsgate-node"] };
 const SVC = "bench";
 
 function start(t: Target): Promise<Server> {
-  if (t === "wsgate") return startGateway("groups-wsgate", null, { WSGATE_MAX_GROUP_MEMBERS: "0", WSGATE_MAX_GROUPS_PER_USER: "0" });
+  const caps = { WSGATE_MAX_GROUP_MEMBERS: "0", WSGATE_MAX_GROUPS_PER_USER: "0" };
+  if (t === "wsgate") return startGateway("groups-wsgate", null, caps);
+  if (t === "wsgate-node") return startGateway("groups-wsgate-node", null, caps, { runtime: "node" });
+  if (t === "ref-uws-topic") {
+    const cmd = ["sh", "-c", `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec node ${join(import.meta.dir, "ref-uws-topic.mjs")}`];
+    return startServer("groups-ref-uws-topic", cmd, {}, "/readyz", { runtime: "node" });
+  }
   return startServer("groups-ref-topic", [BUN, join(import.meta.dir, "ref-topic.ts")], {}, "/readyz");
 }
 
@@ -50,14 +60,14 @@ function payload(): string {
 async function fanout(t: Target, o: GroupsOptions) {
   const s = await start(t);
   try {
-    if (t === "wsgate") await putMembers(s, o.conns, 1);
+    if (t.startsWith("wsgate")) await putMembers(s, o.conns, 1);
     const lg = Loadgen.start(`groups-${t}-fanout`, [
       "--url", s.wsUrl, "-n", String(o.conns), "-w", String(o.workers), "--mode", "recv", "--svc", SVC, "-d", "0",
       "--max-seconds", "600", "-q", "--count-to", String(o.messages), "--until-counted",
     ]);
     await lg.ready(180_000);
     await waitMetrics(s, (m) => m.wsgate_connections >= o.conns, 30_000, `${o.conns} connections`);
-    const url = t === "wsgate" ? `${base(s)}/v1/groups/${SVC}/g0` : `${base(s)}/publish`;
+    const url = t.startsWith("wsgate") ? `${base(s)}/v1/groups/${SVC}/g0` : `${base(s)}/publish`;
     const t0 = performance.now();
     for (let i = 0; i < o.messages; i++) {
       const r = await fetch(url, { method: "POST", body: payload() });
@@ -83,7 +93,7 @@ async function memory(t: Target, o: GroupsOptions) {
     await lg.ready(180_000);
     await waitMetrics(s, (m) => m.wsgate_connections >= o.conns, 30_000, `${o.conns} connections`);
     const before = await s.gc();
-    if (t === "wsgate") await putMembers(s, o.conns, o.groups);
+    if (t.startsWith("wsgate")) await putMembers(s, o.conns, o.groups);
     else await fetch(`${base(s)}/subscribe?topics=${o.groups + 1}`, { method: "POST" });
     const after = await s.gc();
     await lg.stop();
@@ -99,20 +109,23 @@ async function memory(t: Target, o: GroupsOptions) {
 
 export async function runGroups(o: GroupsOptions) {
   const out: Record<string, unknown> = {};
-  if (o.only.has("fanout")) {
-    const rows = [];
-    for (const t of ["ref-topic", "wsgate"] as Target[]) rows.push(await fanout(t, o));
-    const ref = rows[0].perS;
-    console.log(`\nGroup fan-out: one group of ${o.conns} members on one node, ${o.messages} messages of 32 bytes (Bun)\n`);
-    console.log(table(["target", "deliveries", "deliveries/s", "vs ref", "p99 ms"], rows.map((r) => [r.target, `${r.deliveries}/${r.expected}`, fmt(r.perS), ratio(r.perS, ref), fmt(r.p99Ms, 1)])));
-    out.fanout = rows;
-  }
-  if (o.only.has("memory")) {
-    const rows = [];
-    for (const t of ["ref-topic", "wsgate"] as Target[]) rows.push(await memory(t, o));
-    console.log(`\nMemory per membership: ${o.conns} connections each in ${o.groups} groups, after a full GC (Bun)\n`);
-    console.log(table(["target", "memberships", "RSS B each", "heap B each"], rows.map((r) => [r.target, String(r.memberships), fmt(r.rssPer), fmt(r.heapPer)])));
-    out.memory = rows;
+  for (const rt of o.runtimes) {
+    const pair = PAIRS[rt];
+    if (o.only.has("fanout")) {
+      const rows = [];
+      for (const t of pair) rows.push(await fanout(t, o));
+      const ref = rows[0].perS;
+      console.log(`\nGroup fan-out: one group of ${o.conns} members on one node, ${o.messages} messages of 32 bytes (${rt})\n`);
+      console.log(table(["target", "deliveries", "deliveries/s", "vs ref", "p99 ms"], rows.map((r) => [r.target, `${r.deliveries}/${r.expected}`, fmt(r.perS), ratio(r.perS, ref), fmt(r.p99Ms, 1)])));
+      out[`fanout-${rt}`] = rows;
+    }
+    if (o.only.has("memory")) {
+      const rows = [];
+      for (const t of pair) rows.push(await memory(t, o));
+      console.log(`\nMemory per membership: ${o.conns} connections each in ${o.groups} groups, after a full GC (${rt})\n`);
+      console.log(table(["target", "memberships", "RSS B each", "heap B each"], rows.map((r) => [r.target, String(r.memberships), fmt(r.rssPer), fmt(r.heapPer)])));
+      out[`memory-${rt}`] = rows;
+    }
   }
   return out;
 }
@@ -126,6 +139,7 @@ if (import.meta.main) {
       groups: { type: "string", default: "10" },
       workers: { type: "string", default: "1" },
       only: { type: "string", default: "fanout,memory" },
+      runtimes: { type: "string", default: "bun,node" },
     },
   });
   installCleanup();
@@ -135,6 +149,7 @@ if (import.meta.main) {
     groups: argInt(v.groups, "--groups", 1, 1_000, 10),
     workers: argInt(v.workers, "--workers", 1, 16, 1),
     only: new Set(v.only.split(",")),
+    runtimes: v.runtimes.split(",").filter((r) => r in PAIRS),
   });
   process.exit(0);
 }
