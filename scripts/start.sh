@@ -21,7 +21,8 @@ run() {
     bun) exec "$bin/bun" --no-env-file adapters/bun.ts "$@" ;;
     # A 2 MB young generation: V8's default lets it grow to tens of MB that an idle
     # gateway then keeps; measured at 10k connections: 4,292 -> 1,618 B/conn after GC.
-    node) exec node --max-semi-space-size=2 dist/node-uws.mjs "$@" ;;
+    # NODE_BIN picks the Node binary (the tests run Node 20, 22 and 24 side by side).
+    node) exec "${NODE_BIN:-node}" --max-semi-space-size=2 dist/node-uws.mjs "$@" ;;
     deno)
       # Read access to exactly the key and certificate files the configuration names, nothing else.
       reads=""
@@ -29,8 +30,10 @@ run() {
         "$NATS_NKEY_SEED_FILE" "$NATS_CREDS_FILE" "$NATS_TLS_CA" "$NATS_TLS_CERT" "$NATS_TLS_KEY"; do
         [ -n "$f" ] && reads="${reads:+$reads,}$f"
       done
+      # No FFI (it would grant everything) and no /proc (Deno reads /proc/self only under
+      # --allow-all): the open-files limit raised above is handed over instead.
       # Sharing the port between workers (reusePort) is still behind --unstable-net on Deno 2.
-      exec "$bin/deno" run --quiet --allow-net --allow-env --allow-ffi ${reads:+"--allow-read=$reads"} \
+      WSGATE_OPEN_FILES_LIMIT="$(ulimit -n)" exec "$bin/deno" run --quiet --allow-net --allow-env ${reads:+"--allow-read=$reads"} \
         ${WSGATE_WORKER:+--unstable-net} adapters/deno.ts "$@" ;;
   esac
 }
@@ -41,8 +44,8 @@ case "$runtime" in
 esac
 if [ "$runtime" = node ]; then
   # Node 20 cannot run TypeScript: bundle the adapter with Bun once, keep the native addon external.
-  if [ ! -f dist/node-uws.mjs ] || [ -n "$(find app adapters -newer dist/node-uws.mjs -name '*.ts' | head -1)" ]; then
-    "$bin/bun" build adapters/node-uws.ts --target=node --format=esm --external @trufflesuite/uws-js-unofficial \
+  if [ ! -f dist/node-uws.mjs ] || [ -n "$(find app adapters protocol -newer dist/node-uws.mjs -name '*.ts' | head -1)" ]; then
+    "$bin/bun" build adapters/node-uws.ts --target=node --format=esm --external @btc-vision/uwebsockets.js --external uws-pack \
       --outfile dist/node-uws.mjs >/dev/null
   fi
 fi

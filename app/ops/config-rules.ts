@@ -1,8 +1,11 @@
 // The checks of the environment beyond one variable's own rule: rules over several variables,
 // and unknown WSGATE_* names (a typo must not leave a setting at its default in silence).
 
-/** Names this process does not read but that test and benchmark launchers set for themselves. */
-const NOT_OURS = /^WSGATE_(BENCH_|RUNTIMES$|TEST_)/;
+/**
+ * Names that are not settings: test and benchmark launchers set them for themselves, and
+ * scripts/start.sh hands Deno the open-files limit (read by adapters/deno/start.ts).
+ */
+const NOT_OURS = /^WSGATE_(BENCH_|RUNTIMES$|TEST_|OPEN_FILES_LIMIT$)/;
 
 /** A misspelt name would otherwise be ignored in silence and its default used. */
 export function unknownNames(env: Record<string, string | undefined>, settings: string[]): string[] {

@@ -4,7 +4,7 @@ import * as v from "valibot";
 import { NATS_ENV, type NatsSettings, natsSettings, redactNatsUrl } from "../broker/nats-options.ts";
 import { crossChecks, unknownNames } from "./config-rules.ts";
 
-const ID_RULE = /^[A-Za-z0-9_-]{1,64}$/;
+import { ID_PATTERN, idError } from "../../protocol/ids.ts";
 
 const int = (name: string, min: number, max: number, dflt: number) =>
   v.pipe(
@@ -137,7 +137,7 @@ const EnvSchema = v.object({
     v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, "WSGATE_SUBJECT_PREFIX must be dot-separated tokens of A-Z a-z 0-9 _ -")),
     "ws",
   ),
-  WSGATE_NODE_ID: v.optional(v.pipe(v.string(), v.regex(ID_RULE, "WSGATE_NODE_ID must match ^[A-Za-z0-9_-]{1,64}$"))),
+  WSGATE_NODE_ID: v.optional(v.pipe(v.string(), v.regex(ID_PATTERN, idError("WSGATE_NODE_ID")))),
   WSGATE_WORKERS: int("WSGATE_WORKERS", 1, 64, 1),
   /** set by scripts/start.sh for each worker it starts */
   WSGATE_WORKER: v.optional(int("WSGATE_WORKER", 1, 64, 1)),

@@ -103,7 +103,7 @@ export class Metrics {
     put("wsgate_dropped_total", "counter", "Frames for a client that the runtime refused to send.", this.dropped);
     put("wsgate_backpressure_total", "counter", "Frames queued behind a full socket buffer.", this.backpressure);
     put("wsgate_too_large_total", "counter", "Client frames over the size limit (connection closed with 1009).", this.tooLarge);
-    put("wsgate_rate_limited_total", "counter", "Connections closed (1008) for sending over WSGATE_MAX_MSGS_PER_SEC.", this.rateLimited);
+    put("wsgate_rate_limited_total", "counter", "Connections closed (4003) for sending over WSGATE_MAX_MSGS_PER_SEC.", this.rateLimited);
     put("wsgate_slow_consumers_total", "counter", "Connections closed (4002) with an outbound buffer over WSGATE_MAX_BUFFERED_BYTES.", this.slowConsumers);
     put("wsgate_token_expired_total", "counter", "Connections closed (4001) when their token expired.", this.tokenExpired);
     put("wsgate_close_timeouts_total", "counter", "Closing sockets cut because the peer never finished the close handshake.", this.closeTimeouts);
