@@ -12,6 +12,9 @@ import { Metrics } from "./ops/metrics.ts";
 import { MailboxDelivery } from "./mailbox/delivery.ts";
 import { MailboxStore } from "./mailbox/store.ts";
 import { embeddedRoutes, routes } from "./http/routes.ts";
+import { groupRoutes } from "./http/group-routes.ts";
+import { LoopTopics } from "./groups/fanout.ts";
+import { groupsFactory } from "./groups/setup.ts";
 import { Auth, KeyError, type ReadTextFile } from "./security/auth.ts";
 import { loadSecrets, type Secrets, Security } from "./security/security.ts";
 
@@ -70,8 +73,11 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
     security: new Security(config, secrets?.auth ?? Auth.fromConfig(config)),
     broker: (hooks) => (nats ? new NatsBroker(secrets?.nats ?? loadNatsLink(nats), `wsgate ${config.nodeId}`, hooks) : new EmbeddedBroker(hooks)),
     mailbox: mailboxConfig ? (core) => new MailboxDelivery(new MailboxStore(mailboxConfig, subs), core) : null,
+    // A runtime without native topics (Deno) fans group messages out in a loop over sockets.
+    groups: groupsFactory(config, transport.topics ?? new LoopTopics((ws, data, text) => transport.send(ws, data, text)), transport.textAsString),
   });
   const app = routes(gw);
+  if (gw.groups) groupRoutes(app, gw.groups);
   if (gw.broker instanceof EmbeddedBroker) embeddedRoutes(app, gw, gw.broker);
   return { gw, app };
 }

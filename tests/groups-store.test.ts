@@ -28,7 +28,7 @@ async function node(bucket: string, caps = CAPS) {
     for (const g of joined) changes.push(`+${svc}.${g}.${user}`);
     for (const g of left) changes.push(`-${svc}.${g}.${user}`);
   });
-  await store.attach(nc);
+  await store.open(nc);
   return { nc, store, changes };
 }
 

@@ -7,15 +7,9 @@
 // `message` frame naming the group and raw clients the bare payload: so each group has two
 // topics, `<name>:raw` and `<name>:env`, and a socket joins the one of its kind.
 import { toBase64 } from "../envelope/frames.ts";
+import type { Topics } from "../core/transport.ts";
 
-/** Optional Transport capability: the runtime's own publish/subscribe over its sockets. */
-export interface Topics<WS = any> {
-  join(ws: WS, topic: string): void;
-  /** Also called for a socket that has just closed; must then do nothing harmful. */
-  leave(ws: WS, topic: string): void;
-  /** One frame to every socket joined to `topic` on this node; `data` is a string for text frames when the runtime wants one. */
-  publishLocal(topic: string, data: Uint8Array | string, text: boolean): void;
-}
+export type { Topics };
 
 type Send<WS> = (ws: WS, data: Uint8Array | string, text: boolean) => number;
 

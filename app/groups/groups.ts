@@ -14,13 +14,17 @@ import { RateBuckets } from "./rate.ts";
 /** Every open socket of a user on this node that the gateway has told `opened` about. */
 export type EachConn = (svc: string, user: string, fn: (m: Member) => void) => void;
 
-export type GroupsDeps = {
+/** What the groups module needs from the gateway's core. */
+export type GroupsCore = {
   broker: Pick<Broker, "watch" | "unwatch" | "publish" | "state">;
+  eachConn: EachConn;
+};
+
+export type GroupsDeps = {
   topics: Topics;
   textAsString: boolean;
   subjects: GroupSubjects;
   maxBroadcastsPerSec: number;
-  eachConn: EachConn;
   /** builds the store with the callback its index calls on every change */
   store: (changed: MembershipChange) => MembershipStore;
 };
@@ -36,10 +40,13 @@ export class Groups {
   /** the HTTP broadcast check: a 429 at the caller before the receiving nodes drop */
   private readonly broadcasts: RateBuckets;
 
-  constructor(private readonly d: GroupsDeps) {
+  constructor(
+    private readonly d: GroupsDeps,
+    private readonly core: GroupsCore,
+  ) {
     this.interest = new GroupInterest({
-      watch: (s) => d.broker.watch(s),
-      unwatch: (h) => d.broker.unwatch(h),
+      watch: (s) => core.broker.watch(s),
+      unwatch: (h) => core.broker.unwatch(h),
       topics: d.topics,
       textAsString: d.textAsString,
       subjects: d.subjects,
@@ -60,7 +67,11 @@ export class Groups {
     for (const g of claims) if (!stored.includes(g)) this.interest.join(m, svc, g);
   }
 
-  closed(m: Member, svc: string, user: string) {
+  /** The socket closed; `svcUser` is `<svc>.<user>`. */
+  closed(m: Member, svcUser: string) {
+    const dot = svcUser.indexOf(".");
+    const svc = svcUser.slice(0, dot);
+    const user = svcUser.slice(dot + 1);
     this.interest.leaveService(m, svc);
     const stored = this.store.index.groupsOf(svc, user);
     for (const g of stored) this.interest.leave(m, svc, g);
@@ -77,6 +88,11 @@ export class Groups {
 
   rewatchAll() {
     this.interest.rewatchAll();
+  }
+
+  /** A new broker connection (BrokerHooks.prepare): the NATS store binds to it in the background. */
+  attach(nc: unknown) {
+    this.store.attach?.(nc);
   }
 
   publishGroup(svc: string, group: string, data: Uint8Array, frame?: "text" | "binary"): PublishResult {
@@ -96,7 +112,7 @@ export class Groups {
   }
 
   private publish(subject: string, data: Uint8Array, frame?: "text" | "binary"): PublishResult {
-    const b = this.d.broker;
+    const b = this.core.broker;
     if (b.state() !== "connected") return { ok: false, status: 503, error: `broker ${b.state()}` };
     try {
       b.publish(subject, data, frame ? { [HEADER.frame]: frame } : undefined);
@@ -108,7 +124,7 @@ export class Groups {
 
   /** The store's index changed a user's groups: the user's open sockets here follow at once. */
   private changed(svc: string, user: string, joined: readonly string[], left: readonly string[]) {
-    this.d.eachConn(svc, user, (m) => {
+    this.core.eachConn(svc, user, (m) => {
       const claimed = this.claims.get(m);
       for (const g of joined) if (!claimed?.includes(g)) this.interest.join(m, svc, g);
       for (const g of left) if (!claimed?.includes(g)) this.interest.leave(m, svc, g);

@@ -11,6 +11,7 @@ import { type KV, type KvWatchEntry, Kvm } from "@nats-io/kv";
 import * as v from "valibot";
 import { ID_PATTERN, isId } from "../../protocol/ids.ts";
 import { log } from "../ops/log.ts";
+import { backoff } from "../util/backoff.ts";
 import { MembershipIndex, type MembershipChange } from "./members.ts";
 import { type GroupCaps, type MembershipResult, type MembershipStore, planChange } from "./store.ts";
 
@@ -32,20 +33,49 @@ export class KvMembershipStore implements MembershipStore {
   private kv: KV | null = null;
   private nc: NatsConnection | null = null;
   private watcher: QueuedIterator<KvWatchEntry> | null = null;
+  /** the connection a background attach is retrying on */
+  private attaching: NatsConnection | null = null;
 
   constructor(
     private readonly config: KvStoreConfig,
     private readonly caps: GroupCaps,
     changed: MembershipChange,
+    /** told of each new broker connection (the membership request subscription rides on it) */
+    private readonly onConnection: (nc: NatsConnection) => void = () => {},
   ) {
     this.index = new MembershipIndex(changed);
   }
 
   /**
-   * Binds to a broker connection (BrokerHooks.prepare): creates the bucket if missing and
-   * starts the watch. Called again after a reconnect, where it only ensures the bucket.
+   * A new broker connection, or the same one after a reconnect. Readiness does not wait on
+   * the bucket: without JetStream (or while it is away) group publishing, broadcast and token
+   * claims still work and membership changes answer 503, while this retries with backoff.
    */
-  async attach(nc: NatsConnection): Promise<void> {
+  attach(conn: unknown): void {
+    const nc = conn as NatsConnection;
+    this.onConnection(nc);
+    if (this.attaching !== nc) void this.retry(nc);
+  }
+
+  private async retry(nc: NatsConnection) {
+    this.attaching = nc;
+    for (let attempt = 0; this.attaching === nc && !nc.isClosed(); attempt++) {
+      try {
+        await this.open(nc);
+        if (attempt > 0) log("info", "group membership store ready", { bucket: this.config.bucket });
+        break;
+      } catch (err) {
+        const wait = backoff(attempt);
+        const msg = "group membership store unavailable (it needs JetStream); membership changes answer 503 until it is";
+        log(attempt === 0 ? "warn" : "debug", msg, { bucket: this.config.bucket, retryInMs: wait, error: String(err) });
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+    if (this.attaching === nc) this.attaching = null;
+  }
+
+  /** Creates the bucket if missing and starts the watch; on the connection already watched, only ensures the bucket. */
+  async open(nc: NatsConnection): Promise<void> {
     const kv = await new Kvm(nc).create(this.config.bucket, { history: 1, replicas: this.config.replicas, timeout: API_TIMEOUT_MS });
     if (nc === this.nc && this.watcher) {
       this.kv = kv;

@@ -14,6 +14,8 @@ export interface MembershipStore {
   readonly index: MembershipIndex;
   add(svc: string, group: string, user: string): Promise<MembershipResult>;
   remove(svc: string, group: string, user: string): Promise<MembershipResult>;
+  /** NATS: binds to a new broker connection; returns at once, the store is usable once bound. */
+  attach?(nc: unknown): void;
   close(): Promise<void>;
 }
 

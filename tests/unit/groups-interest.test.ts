@@ -20,17 +20,21 @@ function setup(opts: { maxBroadcastsPerSec?: number; textAsString?: boolean } = 
     onState: () => {},
   });
   const topics = new LoopTopics<Sock>((ws, data) => (ws.got.push(data), 1));
-  groups = new Groups({
-    broker,
-    topics,
-    textAsString: opts.textAsString ?? true,
-    subjects: groupSubjects("ws"),
-    maxBroadcastsPerSec: opts.maxBroadcastsPerSec ?? 0,
-    eachConn: (svc, user, fn) => {
-      for (const m of open) if (m.svc === svc && m.user === user) fn(m);
+  groups = new Groups(
+    {
+      topics,
+      textAsString: opts.textAsString ?? true,
+      subjects: groupSubjects("ws"),
+      maxBroadcastsPerSec: opts.maxBroadcastsPerSec ?? 0,
+      store: (changed) => new MemoryMembershipStore({ maxGroupsPerUser: 0, maxGroupMembers: 0 }, changed),
     },
-    store: (changed) => new MemoryMembershipStore({ maxGroupsPerUser: 0, maxGroupMembers: 0 }, changed),
-  });
+    {
+      broker,
+      eachConn: (svc, user, fn) => {
+        for (const m of open) if (m.svc === svc && m.user === user) fn(m);
+      },
+    },
+  );
   const g = groups;
   const connect = (svc: string, user: string, envelope = false, claims?: string[]) => {
     const m: M = { ws: { name: `${svc}.${user}`, got: [] }, envelope, svc, user };
@@ -40,7 +44,7 @@ function setup(opts: { maxBroadcastsPerSec?: number; textAsString?: boolean } = 
   };
   const disconnect = (m: M) => {
     open.delete(m);
-    g.closed(m, m.svc, m.user);
+    g.closed(m, `${m.svc}.${m.user}`);
   };
   const interest = () => [...(broker as unknown as { interest: Map<string, number> }).interest.keys()].sort();
   const publish = (subject: string, text: string) => broker.publish(subject, new TextEncoder().encode(text));

@@ -12,15 +12,16 @@ function setup() {
   const seen: [string, string][] = [];
   const broker = new EmbeddedBroker({ deliver: () => {}, rewatchAll: () => {}, onState: () => {} });
   broker.tap("ws.", (subject, data) => void seen.push([subject, new TextDecoder().decode(data)]));
-  const groups = new Groups({
-    broker,
-    topics: new LoopTopics(() => 1),
-    textAsString: true,
-    subjects: groupSubjects("ws"),
-    maxBroadcastsPerSec: 2,
-    eachConn: () => {},
-    store: (changed) => new MemoryMembershipStore({ maxGroupsPerUser: 2, maxGroupMembers: 2 }, changed),
-  });
+  const groups = new Groups(
+    {
+      topics: new LoopTopics(() => 1),
+      textAsString: true,
+      subjects: groupSubjects("ws"),
+      maxBroadcastsPerSec: 2,
+      store: (changed) => new MemoryMembershipStore({ maxGroupsPerUser: 2, maxGroupMembers: 2 }, changed),
+    },
+    { broker, eachConn: () => {} },
+  );
   const app = new Hono();
   groupRoutes(app, groups);
   const call = async (method: string, path: string, body?: string, headers?: Record<string, string>) => {
