@@ -2,8 +2,15 @@
 // subscribe to native topics, and a publish route calling app.publish once (the same surface
 // as ref-topic.ts: /ws, POST /publish, POST /subscribe?topics=K, /readyz, /metrics).
 // Started as `node scripts/bench/ref-uws-topic.mjs` (NODE_OPTIONS adds the GC hook). Env: PORT, HOST.
-// The package is CommonJS whose exports Node cannot detect statically: only the default import works.
-import uWS from "@trufflesuite/uws-js-unofficial";
+// The same uWS builds as the gateway's Node adapter (adapters/node/uws.ts): the current one, else the older.
+import { createRequire } from "node:module";
+
+let uWS;
+try {
+  uWS = createRequire(import.meta.url)("@btc-vision/uwebsockets.js");
+} catch {
+  uWS = await import("uws-pack");
+}
 
 const port = Number(process.env.PORT ?? 0);
 const host = process.env.HOST ?? "127.0.0.1";
