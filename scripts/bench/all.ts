@@ -164,7 +164,7 @@ await step("groups", () =>
     messages: argInt(v["groups-messages"], "groups-messages", 1, 100_000, 200),
     groups: argInt(v.groups, "groups", 1, 1_000, 10),
     workers: 1,
-    only: new Set(["fanout", "memory"]),
+    only: new Set(["fanout", "memory", "broadcast"]),
     runtimes: ["bun", "node"],
   }),
 );

@@ -10,13 +10,20 @@
 //            applied to the open sockets at once); RSS and heap after a full GC before and after.
 //            Figure: bytes per membership (the node's membership index plus the native topic
 //            subscription). Reference: the same count of native subscriptions on bare Bun.serve.
+//   broadcast (Bun) a service of --conns users split over 2 gateway nodes on one nats-server
+//            (mailbox off, no broadcast cap): --messages broadcasts published on ws.bcast.<svc> at
+//            once (deliveries/s at the clients), then 5 broadcasts/s for 10 s (latency publish →
+//            delivery from the send time in each payload; its p99 and max stand for "publish →
+//            last delivery", which no client can see per message). No reference: nothing else
+//            here fans one publish out to two nodes' sockets.
 //
 // Both on Bun (Bun.serve) and on Node (uWS: the gateway vs bare uWS.js app.publish, ref-uws-topic.mjs).
 //
 //   bun scripts/bench/groups.ts [--conns 10000] [--messages 200] [--groups 10] [--only fanout,memory] [--runtimes bun,node]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { argInt, BUN, fmt, installCleanup, Loadgen, log, ratio, type Server, startGateway, startServer, table, waitMetrics } from "./lib.ts";
+import { connect } from "@nats-io/transport-node";
+import { argInt, BUN, fmt, installCleanup, Loadgen, log, ratio, type Server, sleep, startGateway, startNats, startServer, table, waitMetrics } from "./lib.ts";
 
 export type GroupsOptions = { conns: number; messages: number; groups: number; workers: number; only: Set<string>; runtimes: string[] };
 type Target = "wsgate" | "ref-topic" | "wsgate-node" | "ref-uws-topic";
@@ -107,8 +114,59 @@ async function memory(t: Target, o: GroupsOptions) {
   }
 }
 
+async function broadcast(o: GroupsOptions) {
+  const nats = await startNats();
+  const env = { WSGATE_MAILBOX: "off", WSGATE_MAX_BROADCASTS_PER_SEC: "0" };
+  const nodes = await Promise.all([startGateway("groups-bcast-a", nats.url, env), startGateway("groups-bcast-b", nats.url, env)]);
+  const nc = await connect({ servers: nats.url });
+  try {
+    const half = Math.floor(o.conns / 2);
+    /** Connects both halves, publishes, and waits until every connection got `count` messages. */
+    const run = async (phase: string, count: number, publish: () => Promise<void>) => {
+      const lgs = nodes.map((n, i) =>
+        Loadgen.start(`groups-bcast-${phase}-${i}`, [
+          "--url", n.wsUrl, "-n", String(half), "--user-offset", String(i * half), "--mode", "recv", "--svc", SVC, "-d", "0",
+          "--max-seconds", "600", "-q", "--count-to", String(count), "--until-counted",
+        ]),
+      );
+      for (const lg of lgs) await lg.ready(180_000);
+      for (const n of nodes) await waitMetrics(n, (m) => m.wsgate_connections >= half && m.wsgate_group_subscriptions >= 1, 30_000, `${half} connections`);
+      await publish();
+      const sums = await Promise.all(lgs.map((lg) => lg.done(300_000)));
+      return { msgs: sums.reduce((a, x) => a + x.recv.messages, 0), sums };
+    };
+    const blast = await run("max", o.messages, async () => {
+      for (let i = 0; i < o.messages; i++) nc.publish(`ws.bcast.${SVC}`, payload());
+      await nc.flush();
+    });
+    const span = Math.max(...blast.sums.map((x) => x.recv.spanS));
+    const paced = await run("latency", 50, async () => {
+      for (let i = 0; i < 50; i++) {
+        nc.publish(`ws.bcast.${SVC}`, payload());
+        await sleep(200);
+      }
+    });
+    const lat = paced.sums.map((x) => x.recv.latencyMs);
+    const r = {
+      deliveries: blast.msgs,
+      expected: o.messages * half * 2,
+      perS: span > 0 ? blast.msgs / span : 0,
+      p99Ms: Math.max(...lat.map((l) => l?.p99 ?? 0)),
+      maxMs: Math.max(...lat.map((l) => l?.max ?? 0)),
+    };
+    console.log(`\nBroadcast to a service of ${half * 2} users over 2 nodes (Bun, NATS): ${o.messages} at once, then 5/s for 10 s\n`);
+    console.log(table(["deliveries", "deliveries/s", "latency p99 ms (5/s)", "max ms"], [[`${r.deliveries}/${r.expected}`, fmt(r.perS), fmt(r.p99Ms, 1), fmt(r.maxMs, 1)]]));
+    return r;
+  } finally {
+    await nc.close();
+    await Promise.all(nodes.map((n) => n.stop()));
+    await nats.stop();
+  }
+}
+
 export async function runGroups(o: GroupsOptions) {
   const out: Record<string, unknown> = {};
+  if (o.only.has("broadcast")) out.broadcast = await broadcast(o);
   for (const rt of o.runtimes) {
     const pair = PAIRS[rt];
     if (o.only.has("fanout")) {
@@ -138,7 +196,7 @@ if (import.meta.main) {
       messages: { type: "string", default: "200" },
       groups: { type: "string", default: "10" },
       workers: { type: "string", default: "1" },
-      only: { type: "string", default: "fanout,memory" },
+      only: { type: "string", default: "fanout,memory,broadcast" },
       runtimes: { type: "string", default: "bun,node" },
     },
   });
