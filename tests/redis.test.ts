@@ -1,0 +1,187 @@
+// The Redis backplane (REDIS_URL): live routing by per-user channels, client frames on a
+// stream per service, request/reply, two nodes on one Redis, and Redis faults. Each runtime.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Redis as IORedis } from "ioredis";
+import { bunClient, cookie } from "./helpers/clients.ts";
+import { type Gateway, RUNTIMES, startGateway, waitFor } from "./helpers/procs.ts";
+import { type Redis, startRedis } from "./helpers/redis.ts";
+
+let redis: Redis;
+let rc: IORedis;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  rc = new IORedis(redis.url);
+});
+
+afterAll(async () => {
+  rc?.disconnect();
+  await redis?.clean();
+});
+
+const numsub = async (channel: string) => Number((await rc.pubsub("NUMSUB", channel))[1]);
+
+test("config - NATS_URL and REDIS_URL together are refused with one line naming both", async () => {
+  const gw = await startGateway("bun", { env: { NATS_URL: "nats://127.0.0.1:4222", REDIS_URL: "redis://127.0.0.1:6379" }, waitListening: false, waitReady: false });
+  expect(await gw.proc.exited).toBe(2);
+  expect(gw.output()).toContain("NATS_URL and REDIS_URL rejected: set one of them, not both");
+});
+
+test("config - a password in REDIS_URL is never shown", async () => {
+  const gw = await startGateway("bun", { env: { REDIS_URL: "redis://app:s3cret@127.0.0.1:1", WSGATE_MAILBOX: "off" }, waitReady: false });
+  await waitFor("redis settings logged", () => gw.output().includes("redis settings"));
+  await gw.stop("SIGKILL");
+  expect(gw.output()).toContain("redis://app:***@127.0.0.1:1");
+  expect(gw.output()).not.toContain("s3cret");
+});
+
+for (const runtime of RUNTIMES) {
+  describe(`${runtime}: Redis mode`, () => {
+    let gw: Gateway;
+    beforeAll(async () => {
+      gw = await startGateway(runtime, { env: { REDIS_URL: redis.url, WSGATE_MAILBOX: "off" } });
+    });
+    afterAll(async () => {
+      await gw?.stop("SIGKILL");
+    });
+
+    test("a message published on the user's channel reaches every connection of that user, and only that user", async () => {
+      const user = `u-${runtime}`;
+      const a1 = await bunClient(gw.ws, { Cookie: cookie("s1", user) });
+      const a2 = await bunClient(gw.ws, { Cookie: cookie("s1", user) });
+      const b = await bunClient(gw.ws, { Cookie: cookie("s1", `other-${runtime}`) });
+      await waitFor("one subscription for the user", async () => (await numsub(`ws.recv.s1.${user}`)) === 1);
+      await rc.publish(`ws.recv.s1.${user}`, "hello");
+      await rc.publish(`ws.recv.s1.${user}`, Buffer.from([0xff, 0x00]));
+      expect((await a1.waitFor(2)).map((m) => m.binary)).toEqual([false, true]);
+      expect((await a2.waitFor(2))[0].data).toBe("hello");
+      expect(b.received.length).toBe(0);
+      for (const c of [a1, a2, b]) c.close();
+      await waitFor("subscription dropped with the last connection", async () => (await numsub(`ws.recv.s1.${user}`)) === 0);
+    });
+
+    test("the HTTP publish API reaches the user, binary when asked", async () => {
+      const c = await bunClient(gw.ws, { Cookie: cookie("s1", `h-${runtime}`) });
+      await waitFor("subscribed", async () => (await numsub(`ws.recv.s1.h-${runtime}`)) === 1);
+      expect((await gw.fetch(`/v1/publish/s1/h-${runtime}`, { method: "POST", body: "plain" })).status).toBe(202);
+      expect((await gw.fetch(`/v1/publish/s1/h-${runtime}`, { method: "POST", body: "forced", headers: { "Ws-Frame": "binary" } })).status).toBe(202);
+      const got = await c.waitFor(2);
+      expect(got[0]).toEqual({ data: "plain", binary: false });
+      expect(got[1].binary).toBe(true);
+      expect(new TextDecoder().decode(got[1].data as Uint8Array)).toBe("forced");
+      c.close();
+    });
+
+    test("client frames land on the service's stream with user, conn, node and frame fields", async () => {
+      const svc = `svc-${runtime}`;
+      const c = await bunClient(gw.ws, { Cookie: cookie(svc, "writer") });
+      c.send("to the service");
+      c.send(new Uint8Array([1, 2, 3]));
+      const entries = await waitFor("two stream entries", async () => {
+        const e = await rc.xrangeBuffer(`ws.send.${svc}`, "-", "+");
+        return e.length >= 2 ? e : undefined;
+      });
+      const fields = (e: (typeof entries)[number]) => {
+        const f: Record<string, Buffer> = {};
+        for (let i = 0; i < e[1].length; i += 2) f[e[1][i].toString()] = e[1][i + 1];
+        return f;
+      };
+      const [t, b] = entries.map(fields);
+      expect(t.user.toString()).toBe("writer");
+      expect(t.node.toString()).toBe(gw.nodeId);
+      expect(Number(t.conn.toString())).toBeGreaterThan(0);
+      expect(t.frame.toString()).toBe("text");
+      expect(t.data.toString()).toBe("to the service");
+      expect(b.frame.toString()).toBe("binary");
+      expect([...b.data]).toEqual([1, 2, 3]);
+      c.close();
+    });
+
+    test("a request to a user with no envelope connection fails at once with 404 no_responders", async () => {
+      const t0 = Date.now();
+      const res = await gw.fetch("/v1/request/s1/nobody?timeout=5000", { method: "POST", body: "q" });
+      expect(res.status).toBe(404);
+      expect(await res.text()).toContain("no_responders");
+      expect(Date.now() - t0).toBeLessThan(2_000);
+    });
+  });
+}
+
+test("cross-server chat - two gateway nodes on one Redis, users on each, messages cross", async () => {
+  const [n1, n2] = await Promise.all([1, 2].map(() => startGateway("bun", { env: { REDIS_URL: redis.url, WSGATE_MAILBOX: "off" } })));
+  // The chat service: reads what clients send (consumer group), sends it to every member.
+  const svc = new IORedis(redis.url);
+  await svc.xgroup("CREATE", "ws.send.chat", "chat", "$", "MKSTREAM");
+  let running = true;
+  const relay = (async () => {
+    while (running) {
+      const r = (await svc.xreadgroup("GROUP", "chat", "c1", "COUNT", 10, "BLOCK", 200, "STREAMS", "ws.send.chat", ">")) as [string, [string, string[]][]][] | null;
+      for (const [, entries] of r ?? []) {
+        for (const [id, f] of entries) {
+          const user = f[f.indexOf("user") + 1];
+          const data = f[f.indexOf("data") + 1];
+          for (const to of ["alice", "bob"]) await svc.publish(`ws.recv.chat.${to}`, `${user}: ${data}`);
+          await svc.xack("ws.send.chat", "chat", id);
+        }
+      }
+    }
+  })();
+  try {
+    const alice = await bunClient(n1.ws, { Cookie: cookie("chat", "alice") });
+    const bob = await bunClient(n2.ws, { Cookie: cookie("chat", "bob") });
+    await waitFor("both subscribed", async () => (await numsub("ws.recv.chat.alice")) === 1 && (await numsub("ws.recv.chat.bob")) === 1);
+    alice.send("hi bob");
+    bob.send("hi alice");
+    const a = (await alice.waitFor(2)).map((m) => m.data).sort();
+    const b = (await bob.waitFor(2)).map((m) => m.data).sort();
+    expect(a).toEqual(["alice: hi bob", "bob: hi alice"]);
+    expect(b).toEqual(a);
+  } finally {
+    running = false;
+    await relay;
+    svc.disconnect();
+    await Promise.all([n1.stop("SIGKILL"), n2.stop("SIGKILL")]);
+  }
+});
+
+describe("faults", () => {
+  test("Redis down at start: /readyz 503 and upgrades refused until it comes, then ready", async () => {
+    const late = await startRedis();
+    await late.stop();
+    const gw = await startGateway("bun", { env: { REDIS_URL: late.url, WSGATE_MAILBOX: "off" }, waitReady: false });
+    try {
+      await waitFor("unreachable logged", () => gw.output().includes("redis unreachable; retrying"));
+      expect((await gw.fetch("/readyz")).status).toBe(503);
+      await late.start();
+      await waitFor("readyz 200", async () => (await gw.fetch("/readyz")).status === 200, 20_000);
+    } finally {
+      await gw.stop("SIGKILL");
+      await late.clean();
+    }
+  });
+
+  test("Redis restarted while clients are connected: they stay connected and their messages come again", async () => {
+    const r = await startRedis();
+    const gw = await startGateway("bun", { env: { REDIS_URL: r.url, WSGATE_MAILBOX: "off" } });
+    const pub = new IORedis(r.url, { lazyConnect: true });
+    try {
+      const c = await bunClient(gw.ws, { Cookie: cookie("s1", "stays") });
+      let closed = false;
+      void c.closed.then(() => (closed = true));
+      await waitFor("subscribed", async () => (await r.cli("PUBSUB", "NUMSUB", "ws.recv.s1.stays")).endsWith("1"));
+      await r.stop();
+      await waitFor("readyz 503", async () => (await gw.fetch("/readyz")).status === 503);
+      await r.start();
+      await waitFor("re-subscribed", async () => (await r.cli("PUBSUB", "NUMSUB", "ws.recv.s1.stays")).endsWith("1"), 20_000);
+      await pub.connect();
+      await pub.publish("ws.recv.s1.stays", "after restart");
+      expect((await c.waitFor(1))[0].data).toBe("after restart");
+      expect(closed).toBe(false);
+      c.close();
+    } finally {
+      pub.disconnect();
+      await gw.stop("SIGKILL");
+      await r.clean();
+    }
+  });
+});
