@@ -12,6 +12,7 @@ import { log, setLogBase, setLogLevel } from "./ops/log.ts";
 import { Metrics } from "./ops/metrics.ts";
 import { MailboxDelivery } from "./mailbox/delivery.ts";
 import { MailboxStore } from "./mailbox/store.ts";
+import { RedisMailboxStore } from "./mailbox/redis-store.ts";
 import { embeddedRoutes, routes } from "./http/routes.ts";
 import { Auth, KeyError, type ReadTextFile } from "./security/auth.ts";
 import { loadSecrets, type Secrets, Security } from "./security/security.ts";
@@ -75,7 +76,9 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
       if (redis) return new RedisBroker({ settings: redis, nodeId: config.nodeId, subjects: subs, sendMaxLen: config.redisSendMaxLen, mailbox: !!mailboxConfig }, hooks);
       return new EmbeddedBroker(hooks);
     },
-    mailbox: mailboxConfig ? (core) => new MailboxDelivery(new MailboxStore(mailboxConfig, subs), core) : null,
+    mailbox: mailboxConfig
+      ? (core) => new MailboxDelivery(redis ? new RedisMailboxStore(mailboxConfig, subs) : new MailboxStore(mailboxConfig, subs), core)
+      : null,
   });
   const app = routes(gw);
   if (gw.broker instanceof EmbeddedBroker) embeddedRoutes(app, gw, gw.broker);
@@ -91,7 +94,7 @@ export function logStart(gw: Gateway, listening: { host: string; port: number })
     port: listening.port,
     node: c.nodeId,
     broker: c.natsUrl ? `nats ${c.natsUrl}` : c.redis ? `redis ${c.redis.redacted}` : "embedded (single node, no NATS)",
-    mailbox: c.mailbox ? `on (stream ${c.mailbox.stream}, ${c.mailbox.maxPerUser || "no cap"}/user, ${c.mailbox.maxAgeS}s)` : "off",
+    mailbox: c.mailbox ? `on (${c.redis ? "a Redis stream per user" : `stream ${c.mailbox.stream}`}, ${c.mailbox.maxPerUser || "no cap"}/user, ${c.mailbox.maxAgeS}s)` : "off",
     subjects: `${c.prefix}.send.<svc>.<user> / ${c.prefix}.recv.<svc>.<user>`,
     openFilesLimit: gw.metrics.openFilesLimit,
     maxConnections: c.maxConnections,

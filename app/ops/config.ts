@@ -280,7 +280,7 @@ function toConfig(e: Env): Config {
     drainTimeoutMs: e.WSGATE_DRAIN_TIMEOUT_MS,
     logLevel: e.WSGATE_LOG_LEVEL,
     mailbox:
-      e.NATS_URL && e.WSGATE_MAILBOX === "on"
+      (e.NATS_URL || e.REDIS_URL) && e.WSGATE_MAILBOX === "on"
         ? {
             stream: e.WSGATE_MAILBOX_STREAM,
             maxAgeS: e.WSGATE_MAILBOX_MAX_AGE_S,
