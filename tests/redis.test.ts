@@ -2,7 +2,9 @@
 // stream per service, request/reply, two nodes on one Redis, and Redis faults. Each runtime.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Redis as IORedis } from "ioredis";
+import { WsgateError } from "../sdk/client.ts";
 import { bunClient, cookie } from "./helpers/clients.ts";
+import { sdkClient } from "./helpers/sdk.ts";
 import { type Gateway, RUNTIMES, startGateway, waitFor } from "./helpers/procs.ts";
 import { type Redis, startRedis } from "./helpers/redis.ts";
 
@@ -95,6 +97,73 @@ for (const runtime of RUNTIMES) {
       expect(b.frame.toString()).toBe("binary");
       expect([...b.data]).toEqual([1, 2, 3]);
       c.close();
+    });
+
+    test("service → client requests over Redis: answered (200), timed out (504), refused by the client (502), one answer with two nodes", async () => {
+      const svc = `rr-${runtime}`;
+      const d = sdkClient(gw.ws, svc, "asked");
+      d.client.onRequest((data) => `got ${data}`);
+      await d.client.opened();
+      await waitFor("request channel watched", async () => (await numsub(`ws.req.${svc}.asked`)) === 1);
+      const res = await gw.fetch(`/v1/request/${svc}/asked?timeout=2000`, { method: "POST", body: "via http" });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe("got via http");
+      d.client.onRequest(() => new Promise(() => {}));
+      const t0 = Date.now();
+      expect((await gw.fetch(`/v1/request/${svc}/asked?timeout=300`, { method: "POST", body: "x" })).status).toBe(504);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+      d.client.onRequest(() => {
+        throw new WsgateError("not_allowed", "no");
+      });
+      const refused = await gw.fetch(`/v1/request/${svc}/asked?timeout=2000`, { method: "POST", body: "x" });
+      expect(refused.status).toBe(502);
+      // The same user on a second node: every request is answered exactly once.
+      const other = await startGateway(runtime, { env: { REDIS_URL: redis.url, WSGATE_MAILBOX: "off" } });
+      try {
+        const asked = [0, 0];
+        d.client.onRequest((q) => (asked[0]++, `one:${q}`));
+        const e = sdkClient(other.ws, svc, "asked");
+        e.client.onRequest((q) => (asked[1]++, `two:${q}`));
+        await e.client.opened();
+        await waitFor("both nodes watch", async () => (await numsub(`ws.req.${svc}.asked`)) === 2);
+        for (let i = 0; i < 20; i++) {
+          const r = await gw.fetch(`/v1/request/${svc}/asked?timeout=2000`, { method: "POST", body: `q${i}` });
+          expect(await r.text()).toMatch(new RegExp(`^(one|two):q${i}$`));
+        }
+        expect(asked[0] + asked[1]).toBe(20);
+        e.client.close();
+      } finally {
+        await other.stop("SIGKILL");
+      }
+      d.client.close();
+      await waitFor("request channel dropped", async () => (await numsub(`ws.req.${svc}.asked`)) === 0);
+    });
+
+    test("client → service calls over Redis: the service answers on the reply channel; nobody listening is no_responders at once", async () => {
+      const svc = `call-${runtime}`;
+      const service = new IORedis(redis.url);
+      const answerer = new IORedis(redis.url);
+      await service.subscribe(`ws.call.${svc}.echo`);
+      service.on("messageBuffer", (_ch: Buffer, msg: Buffer) => {
+        const text = msg.toString();
+        const [head, body] = text.split("\r\n\r\n");
+        const reply = /Ws-Reply: (\S+)/.exec(head)![1];
+        const user = /Ws-User: (\S+)/.exec(head)![1];
+        void answerer.publish(reply, `WSGATE/1\r\nWs-Frame: text\r\n\r\n${user} said ${body}`);
+      });
+      try {
+        const c = sdkClient(gw.ws, svc, "caller");
+        await c.client.opened();
+        expect(await c.client.request("echo", "hi")).toBe("caller said hi");
+        const t0 = Date.now();
+        const err = await c.client.request("nobody", "hi").catch((e) => e);
+        expect(err.code).toBe("no_responders");
+        expect(Date.now() - t0).toBeLessThan(2_000);
+        c.client.close();
+      } finally {
+        service.disconnect();
+        answerer.disconnect();
+      }
     });
 
     test("a request to a user with no envelope connection fails at once with 404 no_responders", async () => {
