@@ -13,9 +13,6 @@ const decoder = new TextDecoder();
 
 /** The reply channel of a request (NATS carries it outside the headers). */
 export const REPLY = "Ws-Reply";
-/** mailbox: the message's sequence and the user's previous one */
-export const SEQ = "Ws-Seq";
-export const PREV = "Ws-Prev";
 
 /** Whether the message carries a header block; looks at 10 bytes, allocates nothing. */
 export function framed(msg: Uint8Array): boolean {
@@ -33,6 +30,50 @@ export function encodeFramed(data: Uint8Array, headers: Record<string, string>):
   out.set(h);
   out.set(data, h.length);
   return out;
+}
+
+/** What the live path needs from a framed message, filled in place (no allocation per message). */
+export type LiveScan = { seq: number; prev: number; hint: FrameHint; bodyAt: number };
+
+const SEQ_LINE = encoder.encode("Ws-Seq: ");
+const PREV_LINE = encoder.encode("Ws-Prev: ");
+const FRAME_LINE = encoder.encode("Ws-Frame: ");
+
+function startsAt(msg: Uint8Array, at: number, word: Uint8Array): boolean {
+  if (at + word.length > msg.length) return false;
+  for (let i = 0; i < word.length; i++) if ((msg[at + i] | 0x20) !== (word[i] | 0x20)) return false;
+  return true;
+}
+
+function digits(msg: Uint8Array, at: number): number {
+  let n = 0;
+  for (let i = at; i < msg.length && msg[i] >= 48 && msg[i] <= 57; i++) n = n * 10 + (msg[i] - 48);
+  return n;
+}
+
+/**
+ * Reads Ws-Seq, Ws-Prev and Ws-Frame of a framed message (framed() true) byte by byte into
+ * `out`; other headers are skipped. Returns false when the block has no end (then it is all payload).
+ */
+export function scanLive(msg: Uint8Array, out: LiveScan): boolean {
+  out.seq = out.prev = 0;
+  out.hint = undefined;
+  let at = MAGIC_BYTES.length;
+  while (at + 1 < msg.length) {
+    if (msg[at] === 13 && msg[at + 1] === 10) {
+      out.bodyAt = at + 2;
+      return true;
+    }
+    if (startsAt(msg, at, SEQ_LINE)) out.seq = digits(msg, at + SEQ_LINE.length);
+    else if (startsAt(msg, at, PREV_LINE)) out.prev = digits(msg, at + PREV_LINE.length);
+    else if (startsAt(msg, at, FRAME_LINE)) {
+      const v = at + FRAME_LINE.length;
+      out.hint = msg[v] === 98 || msg[v] === 66 ? "binary" : msg[v] === 116 || msg[v] === 84 ? "text" : undefined;
+    }
+    while (at + 1 < msg.length && !(msg[at] === 13 && msg[at + 1] === 10)) at++;
+    at += 2;
+  }
+  return false;
 }
 
 export type Decoded = { headers: Record<string, string>; data: Uint8Array };

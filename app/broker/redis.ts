@@ -9,7 +9,7 @@
 import { Redis } from "ioredis";
 import type { Broker, BrokerHooks, BrokerState } from "./broker.ts";
 import { HEADER, parseFrameHint } from "./broker.ts";
-import { decodeFramed, encodeFramed, framed, header, hintOf, PREV, REPLY, SEQ } from "./redis-frame.ts";
+import { decodeFramed, encodeFramed, framed, header, hintOf, type LiveScan, REPLY, scanLive } from "./redis-frame.ts";
 import type { RedisSettings } from "./redis-options.ts";
 import type { Subjects } from "../core/subjects.ts";
 import { log } from "../ops/log.ts";
@@ -67,13 +67,17 @@ export class RedisBroker implements Broker {
     this.mailboxPrefix = o.subjects.send("", "").slice(0, -"send..".length) + "mailbox.";
     this.inbox = `${this.sendPrefix.slice(0, -"send.".length)}_inbox.${o.nodeId}.${crypto.randomUUID().slice(0, 8)}.`;
     const deliver = hooks.deliver;
+    const scan: LiveScan = { seq: 0, prev: 0, hint: undefined, bodyAt: 0 };
+    // The one listener of every user channel: a message to users costs its channel string and
+    // a view of the payload, nothing more (requests, rare, are decoded in full).
     this.sub.on("messageBuffer", (channelBytes: Uint8Array, msg: Uint8Array) => {
       const channel = channelBytes.toString();
-      if (!framed(msg)) return this.requestChannels.has(channel) ? undefined : deliver(channel, msg, undefined, 0, 0);
-      const d = decodeFramed(msg);
-      if (this.requestChannels.has(channel)) return void this.onRequest(channel, d);
-      const seq = Number(header(d, SEQ)) || 0;
-      deliver(channel, d.data, hintOf(d), seq, seq ? Number(header(d, PREV)) || 0 : 0);
+      if (this.requestChannels.size > 0 && this.requestChannels.has(channel)) {
+        if (framed(msg)) void this.onRequest(channel, decodeFramed(msg));
+        return;
+      }
+      if (!framed(msg) || !scanLive(msg, scan)) return deliver(channel, msg, undefined, 0, 0);
+      deliver(channel, msg.subarray(scan.bodyAt), scan.hint, scan.seq, scan.seq ? scan.prev : 0);
     });
     this.sub.on("pmessageBuffer", (_pattern: string, channelBytes: Uint8Array, msg: Uint8Array) => {
       const token = channelBytes.toString().slice(this.inbox.length);
