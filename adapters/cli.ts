@@ -32,7 +32,7 @@ commands:
   healthcheck [--url URL]     exit 0 when the gateway on this host answers /healthz (for container
                              HEALTHCHECKs: the image has no curl)
   publish SVC USER MESSAGE [--url URL] [--binary]
-                             send MESSAGE to a user: through NATS when NATS_URL is set, else
+                             send MESSAGE to a user: through NATS when NATS_URL is set, else (Redis too)
                              through the HTTP API of a running gateway (default http://127.0.0.1:$PORT)
 
 options:
@@ -110,7 +110,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | undefi
         return 2;
       }
       const mode = config.jwtSecret || config.jwtPublicKey ? "production" : "development";
-      out(`config ok: ${mode} mode, ${config.natsUrl ? "NATS" : "embedded broker"}, listening on ${config.host}:${config.port}`);
+      out(`config ok: ${mode} mode, ${config.natsUrl ? "NATS" : config.redis ? "Redis" : "embedded broker"}, listening on ${config.host}:${config.port}`);
       return 0;
     }
     case "token":

@@ -213,6 +213,21 @@ test("cross-server chat - two gateway nodes on one Redis, users on each, message
   }
 });
 
+test("credentials - a password in REDIS_URL authenticates; a wrong one is logged as refused and never shown", async () => {
+  const r = await startRedis({ args: ["--requirepass", "right-pw"], password: "right-pw" });
+  const good = await startGateway("bun", { env: { REDIS_URL: `redis://:right-pw@127.0.0.1:${r.port}`, WSGATE_MAILBOX: "off" } });
+  const bad = await startGateway("bun", { env: { REDIS_URL: `redis://:wrong-pw@127.0.0.1:${r.port}`, WSGATE_MAILBOX: "off" }, waitReady: false });
+  try {
+    expect((await good.fetch("/readyz")).status).toBe(200);
+    await waitFor("refusal logged", () => bad.output().includes("redis refused the gateway's credentials; retrying"));
+    expect((await bad.fetch("/readyz")).status).toBe(503);
+    for (const g of [good, bad]) expect(g.output()).not.toMatch(/right-pw|wrong-pw/);
+  } finally {
+    await Promise.all([good.stop("SIGKILL"), bad.stop("SIGKILL")]);
+    await r.clean();
+  }
+});
+
 describe("faults", () => {
   test("Redis down at start: /readyz 503 and upgrades refused until it comes, then ready", async () => {
     const late = await startRedis();

@@ -29,7 +29,8 @@ process.on("exit", () => {
 });
 
 /** `aof`: append-only file with fsync every write, so a killed server loses nothing. */
-export async function startRedis(opts: { aof?: boolean; port?: number } = {}): Promise<Redis> {
+/** `args`: more redis-server options (e.g. ["--requirepass", "pw"]); redis-cli then authenticates with `password`. */
+export async function startRedis(opts: { aof?: boolean; port?: number; args?: string[]; password?: string } = {}): Promise<Redis> {
   const port = opts.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), "wsgate-redis-"));
   const r: Redis = {
@@ -40,6 +41,7 @@ export async function startRedis(opts: { aof?: boolean; port?: number } = {}): P
     async start() {
       const args = ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--protected-mode", "no"];
       if (opts.aof) args.push("--appendonly", "yes", "--appendfsync", "always");
+      if (opts.args) args.push(...opts.args);
       const proc = Bun.spawn(args, { stdout: "ignore", stderr: "pipe" });
       live.add(proc);
       r.proc = proc;
@@ -62,7 +64,7 @@ export async function startRedis(opts: { aof?: boolean; port?: number } = {}): P
       live.delete(p);
     },
     async cli(...args) {
-      const p = Bun.spawn(["redis-cli", "-p", String(port), ...args], { stdout: "pipe", stderr: "pipe" });
+      const p = Bun.spawn(["redis-cli", "-p", String(port), ...(opts.password ? ["--no-auth-warning", "-a", opts.password] : []), ...args], { stdout: "pipe", stderr: "pipe" });
       const out = await new Response(p.stdout).text();
       await p.exited;
       return out.trim();
