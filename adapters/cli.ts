@@ -32,8 +32,9 @@ commands:
   healthcheck [--url URL]     exit 0 when the gateway on this host answers /healthz (for container
                              HEALTHCHECKs: the image has no curl)
   publish SVC USER MESSAGE [--url URL] [--binary]
-                             send MESSAGE to a user: through NATS when NATS_URL is set, else (Redis too)
-                             through the HTTP API of a running gateway (default http://127.0.0.1:$PORT)
+                             send MESSAGE to a user: through NATS when NATS_URL is set, else
+                             through the HTTP API of a running gateway (default http://127.0.0.1:$PORT;
+                             with REDIS_URL too, so the mailbox function stores it)
 
 options:
   --env-file FILE            read variables from FILE first (the environment wins); nothing is
