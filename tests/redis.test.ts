@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Redis as IORedis } from "ioredis";
 import { WsgateError } from "../sdk/client.ts";
-import { bunClient, cookie } from "./helpers/clients.ts";
+import { bunClient, cookie, tryUpgrade } from "./helpers/clients.ts";
 import { sdkClient } from "./helpers/sdk.ts";
 import { type Gateway, RUNTIMES, startGateway, waitFor } from "./helpers/procs.ts";
 import { type Redis, startRedis } from "./helpers/redis.ts";
@@ -236,6 +236,9 @@ describe("faults", () => {
     try {
       await waitFor("unreachable logged", () => gw.output().includes("redis unreachable; retrying"));
       expect((await gw.fetch("/readyz")).status).toBe(503);
+      const refused = await tryUpgrade(gw.http, { Cookie: cookie("s1", "early") });
+      expect(refused.status).toBe(503);
+      expect(refused.body).toContain("broker not connected yet");
       await late.start();
       await waitFor("readyz 200", async () => (await gw.fetch("/readyz")).status === 200, 20_000);
     } finally {
