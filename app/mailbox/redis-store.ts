@@ -17,6 +17,10 @@ import type { MailboxConfig } from "../ops/config.ts";
 import type { MailboxStoreApi, StoredMessage } from "./store-api.ts";
 
 const decoder = new TextDecoder();
+/** Messages one read of a user's stream fetches; the rest wait in `ahead` for the next calls. */
+const READ_BATCH = 64;
+/** Bytes of read-ahead kept at most over all users (a user who left mid-read leaves an entry behind). */
+const AHEAD_MAX_BYTES = 8 * 1024 * 1024;
 
 /** The stream id a sequence maps to. */
 export function idOf(seq: number): string {
@@ -84,6 +88,13 @@ export class RedisMailboxStore implements MailboxStoreApi {
   private readonly mailboxPrefix: string;
   private readonly cursorPrefix: string;
   private readonly source: string;
+  /**
+   * Messages read ahead per user, with the sequence their read started from: a backlog is
+   * read in batches, not a round trip per message. Read without consuming, as a user's
+   * catch-up and one socket's resume may read the same user at different points.
+   */
+  private ahead = new Map<string, { from: number; list: StoredMessage[]; bytes: number }>();
+  private aheadBytes = 0;
 
   constructor(
     readonly config: MailboxConfig,
@@ -117,18 +128,53 @@ export class RedisMailboxStore implements MailboxStoreApi {
     this.client?.set(this.cursorPrefix + svcUser, String(seq), "PX", 2 * this.config.maxAgeS * 1000).catch(() => {});
   }
 
+  /**
+   * Served from the messages read ahead when they reach `fromSeq`; otherwise one XRANGE reads
+   * the next batch. An empty read-ahead always asks Redis, so a message stored since is found.
+   */
   async next(svcUser: string, fromSeq: number): Promise<StoredMessage | null> {
-    const r = await this.api().xrangeBuffer(this.mailboxPrefix + svcUser, idOf(Math.max(fromSeq, 0)), "+", "COUNT", 1);
-    if (r.length === 0) return null;
-    const [id, fields] = r[0];
-    let data: Uint8Array = new Uint8Array(0);
-    let hint = "";
-    for (let i = 0; i + 1 < fields.length; i += 2) {
-      const name = decoder.decode(fields[i]);
-      if (name === "data") data = fields[i + 1];
-      else if (name === "frame") hint = decoder.decode(fields[i + 1]);
+    const kept = this.ahead.get(svcUser);
+    if (kept) {
+      const list = kept.list;
+      if (fromSeq >= kept.from && fromSeq <= list[list.length - 1].seq) {
+        let i = 0;
+        while (list[i].seq < fromSeq) i++;
+        // The last one read ahead handed out: nothing is left to serve from this batch.
+        if (i === list.length - 1) this.forget(svcUser);
+        return list[i];
+      }
+      this.forget(svcUser);
     }
-    return { seq: seqOf(decoder.decode(id)), data, hint: parseFrameHint(hint) };
+    const r = await this.api().xrangeBuffer(this.mailboxPrefix + svcUser, idOf(Math.max(fromSeq, 0)), "+", "COUNT", READ_BATCH);
+    if (r.length === 0) return null;
+    const read = r.map(([id, fields]) => {
+      let data: Uint8Array = new Uint8Array(0);
+      let hint = "";
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        const name = decoder.decode(fields[i]);
+        if (name === "data") data = fields[i + 1];
+        else if (name === "frame") hint = decoder.decode(fields[i + 1]);
+      }
+      return { seq: seqOf(decoder.decode(id)), data, hint: parseFrameHint(hint) };
+    });
+    if (read.length > 1) {
+      let bytes = 0;
+      for (const m of read) bytes += m.data.length + 64;
+      if (this.aheadBytes + bytes > AHEAD_MAX_BYTES) {
+        this.ahead.clear();
+        this.aheadBytes = 0;
+      }
+      this.ahead.set(svcUser, { from: fromSeq, list: read, bytes });
+      this.aheadBytes += bytes;
+    }
+    return read[0];
+  }
+
+  private forget(svcUser: string) {
+    const kept = this.ahead.get(svcUser);
+    if (!kept) return;
+    this.aheadBytes -= kept.bytes;
+    this.ahead.delete(svcUser);
   }
 
   private api(): Redis {
