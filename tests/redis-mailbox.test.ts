@@ -252,6 +252,34 @@ describe("Redis mailbox specifics (bun)", () => {
     }
   });
 
+  test("a node cut off by Redis as a slow subscriber gets back every message from the stream, in order", async () => {
+    const r = await startRedis();
+    const gw = await startGateway("bun", { env: { REDIS_URL: r.url, ...MAILBOX_ENV } });
+    const pub = new IORedis(r.url);
+    try {
+      const c = await bunClient(gw.ws, { Cookie: cookie("gap", "u") });
+      await waitFor("subscribed", async () => (await r.cli("PUBSUB", "NUMSUB", "ws.live.gap.u")).endsWith("1"));
+      await pub.fcall("wsgate_send", 1, "ws.mailbox.gap.u", "m0");
+      await c.waitFor(1);
+      // A stopped gateway reads nothing: past 256 KB of pending pub/sub output Redis drops its connection.
+      await pub.config("SET", "client-output-buffer-limit", "pubsub 256kb 128kb 1");
+      process.kill(gw.proc.pid, "SIGSTOP");
+      // Past what the loopback socket buffers hold (several MB) too.
+      const big = "x".repeat(64 * 1024);
+      for (let i = 1; i <= 400; i++) await pub.fcall("wsgate_send", 1, "ws.mailbox.gap.u", `m${i}:${big}`);
+      await waitFor("subscriber cut", async () => (await r.cli("PUBSUB", "NUMSUB", "ws.live.gap.u")).endsWith("0"), 10_000);
+      process.kill(gw.proc.pid, "SIGCONT");
+      await pub.fcall("wsgate_send", 1, "ws.mailbox.gap.u", "m401");
+      await waitFor("all 402", () => c.received.length >= 402, 30_000);
+      expect(texts(c).map((t) => t.split(":")[0])).toEqual(range(0, 402));
+    } finally {
+      process.kill(gw.proc.pid, "SIGCONT");
+      pub.disconnect();
+      await gw.stop("SIGKILL");
+      await r.clean();
+    }
+  });
+
   test("Redis restarted (AOF) with clients connected: they stay, the backlog stored meanwhile arrives, nothing lost", async () => {
     const r = await startRedis({ aof: true });
     const gw = await startGateway("bun", { env: { REDIS_URL: r.url, ...MAILBOX_ENV } });
