@@ -46,6 +46,8 @@ export class RedisBroker implements Broker {
   /** request channels this node watches (to tell them from user channels on arrival) */
   private requestChannels = new Map<string, number>();
   private attempts = 0;
+  /** a ready() is under way: both connections' "ready" events lead to one */
+  private readying = false;
 
   constructor(
     private readonly o: RedisBrokerOptions,
@@ -70,6 +72,7 @@ export class RedisBroker implements Broker {
     const scan: LiveScan = { seq: 0, prev: 0, hint: undefined, bodyAt: 0 };
     // The one listener of every user channel: a message to users costs its channel string and
     // a view of the payload, nothing more (requests, rare, are decoded in full).
+    // ioredis hands Node Buffers: toString() is the UTF-8 text.
     this.sub.on("messageBuffer", (channelBytes: Uint8Array, msg: Uint8Array) => {
       const channel = channelBytes.toString();
       if (this.requestChannels.size > 0 && this.requestChannels.has(channel)) {
@@ -119,7 +122,8 @@ export class RedisBroker implements Broker {
 
   /** Both connections up: prepare (the mailbox's function), then interest again, then ready. */
   private async ready() {
-    if (this.cmd.status !== "ready" || this.sub.status !== "ready" || this.current === "connected" || this.stopping) return;
+    if (this.cmd.status !== "ready" || this.sub.status !== "ready" || this.current === "connected" || this.stopping || this.readying) return;
+    this.readying = true;
     try {
       // ioredis writes only its own Buffer class as binary: taken from a reply so the core imports no node:buffer.
       const pong = (await this.cmd.callBuffer("PING")) as Uint8Array;
@@ -131,7 +135,11 @@ export class RedisBroker implements Broker {
       log("error", "redis connected but not usable yet; retrying", { retryInMs, error: String(err) });
       setTimeout(() => void this.ready(), retryInMs);
       return;
+    } finally {
+      this.readying = false;
     }
+    // A connection that dropped meanwhile lost what was just set up: its next "ready" starts over.
+    if (this.cmd.status !== "ready" || this.sub.status !== "ready") return;
     this.attempts = 0;
     log("info", "redis connected", { url: this.o.settings.redacted });
     this.toSub.clear();
