@@ -48,6 +48,8 @@ export class RedisBroker implements Broker {
   private attempts = 0;
   /** a ready() is under way: both connections' "ready" events lead to one */
   private readying = false;
+  /** counts the connections' "ready" events: one during a ready() means it must run again */
+  private readyEvents = 0;
 
   constructor(
     private readonly o: RedisBrokerOptions,
@@ -88,7 +90,10 @@ export class RedisBroker implements Broker {
       hooks.answer?.(token, d.data, hintOf(d), header(d, HEADER.error) || null);
     });
     for (const [name, c] of [["commands", this.cmd], ["subscriber", this.sub]] as const) {
-      c.on("ready", () => void this.ready());
+      c.on("ready", () => {
+        this.readyEvents++;
+        void this.ready();
+      });
       c.on("close", () => this.lost(name));
       c.on("error", (err: Error) => {
         if (this.stopping) return;
@@ -124,6 +129,7 @@ export class RedisBroker implements Broker {
   private async ready() {
     if (this.cmd.status !== "ready" || this.sub.status !== "ready" || this.current === "connected" || this.stopping || this.readying) return;
     this.readying = true;
+    const events = this.readyEvents;
     try {
       // ioredis writes only its own Buffer class as binary: taken from a reply so the core imports no node:buffer.
       const pong = (await this.cmd.callBuffer("PING")) as Uint8Array;
@@ -138,7 +144,8 @@ export class RedisBroker implements Broker {
     } finally {
       this.readying = false;
     }
-    // A connection that dropped meanwhile lost what was just set up: its next "ready" starts over.
+    // A connection that dropped (and maybe came back) meanwhile lost what was just set up.
+    if (this.readyEvents !== events) return void this.ready();
     if (this.cmd.status !== "ready" || this.sub.status !== "ready") return;
     this.attempts = 0;
     log("info", "redis connected", { url: this.o.settings.redacted });
