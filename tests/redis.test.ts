@@ -5,7 +5,7 @@ import { Redis as IORedis } from "ioredis";
 import { WsgateError } from "../sdk/client.ts";
 import { bunClient, cookie, tryUpgrade } from "./helpers/clients.ts";
 import { sdkClient } from "./helpers/sdk.ts";
-import { type Gateway, RUNTIMES, startGateway, waitFor } from "./helpers/procs.ts";
+import { freePort, type Gateway, RUNTIMES, startGateway, waitFor } from "./helpers/procs.ts";
 import { type Redis, startRedis } from "./helpers/redis.ts";
 
 let redis: Redis;
@@ -225,6 +225,28 @@ test("credentials - a password in REDIS_URL authenticates; a wrong one is logged
   } finally {
     await Promise.all([good.stop("SIGKILL"), bad.stop("SIGKILL")]);
     await r.clean();
+  }
+});
+
+test("two workers on one port meet in Redis: every user's messages reach it, whichever worker holds it", async () => {
+  const port = await freePort();
+  const gw = await startGateway("bun", { port, env: { REDIS_URL: redis.url, WSGATE_MAILBOX: "off", WSGATE_WORKERS: "2" } });
+  try {
+    await waitFor("both workers connected to Redis", () => gw.output().split('"redis connected"').length - 1 === 2, 30_000);
+    const clients = [];
+    for (let i = 0; i < 40; i++) clients.push(await bunClient(gw.ws, { Cookie: cookie("wk", `u${i}`) }));
+    const holders = await waitFor("each user subscribed once", async () => {
+      const list = (await rc.client("LIST")) as string;
+      const subs = list.split("\n").filter((l) => l.includes(`name=wsgate-${gw.nodeId}-w`) && / sub=[1-9]/.test(l));
+      const total = subs.reduce((n, l) => n + Number(/ sub=(\d+)/.exec(l)![1]), 0);
+      return total === 40 ? subs : undefined;
+    });
+    expect(holders.length).toBe(2);
+    for (let i = 0; i < 40; i++) await rc.publish(`ws.recv.wk.u${i}`, `for u${i}`);
+    for (let i = 0; i < 40; i++) expect((await clients[i].waitFor(1))[0].data).toBe(`for u${i}`);
+    expect(await gw.stop("SIGTERM")).toBe(0);
+  } finally {
+    await gw.stop("SIGKILL");
   }
 });
 
