@@ -1,6 +1,7 @@
 // Redis beside NATS in the same run, one Bun gateway each:
 //   fanout  --users sockets of distinct users; --messages published round-robin to them by a
-//           service (pipelined PUBLISH / core publish, mailbox off); delivered messages per second
+//           service in a process of its own (pipelined PUBLISH / core publish, mailbox off);
+//           delivered messages per second
 //   storm   --storm users, each with 5 messages stored while offline (mailbox on), all connecting
 //           at once; seconds until every message has arrived
 //   bun scripts/bench/redis-vs-nats.ts [--users 1000] [--messages 100000] [--storm 10000]
@@ -10,7 +11,10 @@ import { Redis as IORedis } from "ioredis";
 import { type Gateway, startGateway, startNats, stopNatsAndClean, waitFor } from "../../tests/helpers/procs.ts";
 import { startRedis } from "../../tests/helpers/redis.ts";
 
-const { values } = parseArgs({ options: { users: { type: "string", default: "1000" }, messages: { type: "string", default: "100000" }, storm: { type: "string", default: "10000" } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { users: { type: "string", default: "1000" }, messages: { type: "string", default: "100000" }, storm: { type: "string", default: "10000" }, publish: { type: "string" } },
+});
 const USERS = Number(values.users);
 const MESSAGES = Number(values.messages);
 const STORM = Number(values.storm);
@@ -53,6 +57,26 @@ async function broker(kind: "redis" | "nats", mailbox: boolean): Promise<{ env: 
   return { env: { NATS_URL: n.url }, service };
 }
 
+/** The fan-out's service, alone in its process: `--publish redis|nats <url>`. */
+async function publishAlone(kind: string, url: string) {
+  const payload = (i: number) => `message ${i} ${"x".repeat(32)}`;
+  if (kind === "redis") {
+    const rc = new IORedis(url);
+    for (let i = 0; i < MESSAGES; i += 5_000) {
+      const pipe = rc.pipeline();
+      for (let j = i; j < Math.min(i + 5_000, MESSAGES); j++) pipe.publish(`ws.recv.svc.u${j % USERS}`, payload(j));
+      await pipe.exec();
+    }
+    rc.disconnect();
+  } else {
+    const nc = await connect({ servers: url });
+    for (let i = 0; i < MESSAGES; i++) nc.publish(`ws.recv.svc.u${i % USERS}`, payload(i));
+    await nc.drain();
+  }
+  process.exit(0);
+}
+if (values.publish) await publishAlone(values.publish, positionals[0]);
+
 async function openSockets(gw: Gateway, count: number, counter: { n: number }): Promise<WebSocket[]> {
   const sockets: WebSocket[] = [];
   for (let i = 0; i < count; i += 250) {
@@ -75,10 +99,11 @@ async function fanout(kind: "redis" | "nats") {
   const sockets = await openSockets(gw, USERS, got);
   await waitFor("users watched", async () => (await gw.metric("wsgate_users")) === USERS, 60_000);
   await Bun.sleep(500);
+  const url = b.env.REDIS_URL ?? b.env.NATS_URL;
   const t0 = performance.now();
-  for (let i = 0; i < MESSAGES; i++) b.service.send(`u${i % USERS}`, `message ${i} ${"x".repeat(32)}`);
-  await b.service.flush();
+  const publisher = Bun.spawn([process.execPath, import.meta.path, "--publish", kind, "--users", String(USERS), "--messages", String(MESSAGES), url], { stdout: "ignore", stderr: "inherit" });
   await waitFor("all delivered", () => got.n >= MESSAGES, 120_000, 5);
+  await publisher.exited;
   const perS = MESSAGES / ((performance.now() - t0) / 1000);
   for (const ws of sockets) ws.close();
   await gw.stop("SIGKILL");
