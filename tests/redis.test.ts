@@ -6,7 +6,7 @@ import { WsgateError } from "../sdk/client.ts";
 import { bunClient, cookie, tryUpgrade } from "./helpers/clients.ts";
 import { sdkClient } from "./helpers/sdk.ts";
 import { freePort, type Gateway, RUNTIMES, startGateway, waitFor } from "./helpers/procs.ts";
-import { type Redis, startRedis } from "./helpers/redis.ts";
+import { type Redis, startRedis, startSentinel } from "./helpers/redis.ts";
 
 let redis: Redis;
 let rc: IORedis;
@@ -266,6 +266,35 @@ describe("faults", () => {
     } finally {
       await gw.stop("SIGKILL");
       await late.clean();
+    }
+  });
+
+  test("Sentinel failover: the gateway follows the new master; clients stay connected and their messages come again", async () => {
+    const master = await startRedis();
+    const replica = await startRedis({ args: ["--replicaof", "127.0.0.1", String(master.port)] });
+    await waitFor("replica in sync", async () => (await replica.cli("INFO", "replication")).includes("master_link_status:up"));
+    const sentinel = await startSentinel(master, "wsg");
+    const gw = await startGateway("bun", { env: { REDIS_URL: `redis-sentinel://127.0.0.1:${sentinel.port}/wsg`, WSGATE_MAILBOX: "off" } });
+    try {
+      const c = await bunClient(gw.ws, { Cookie: cookie("s1", "fo") });
+      let closed = false;
+      void c.closed.then(() => (closed = true));
+      await waitFor("subscribed on the master", async () => (await master.cli("PUBSUB", "NUMSUB", "ws.recv.s1.fo")).endsWith("1"));
+      await master.cli("PUBLISH", "ws.recv.s1.fo", "before");
+      expect((await c.waitFor(1))[0].data).toBe("before");
+      await master.kill();
+      await waitFor("replica promoted", async () => (await replica.cli("INFO", "replication")).includes("role:master"), 30_000, 200);
+      await waitFor("subscribed on the new master", async () => (await replica.cli("PUBSUB", "NUMSUB", "ws.recv.s1.fo")).endsWith("1"), 30_000, 200);
+      await replica.cli("PUBLISH", "ws.recv.s1.fo", "after");
+      expect((await c.waitFor(2))[1].data).toBe("after");
+      expect(closed).toBe(false);
+      expect((await gw.fetch("/readyz")).status).toBe(200);
+      c.close();
+    } finally {
+      await gw.stop("SIGKILL");
+      await sentinel.stop();
+      await replica.clean();
+      await master.clean();
     }
   });
 

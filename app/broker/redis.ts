@@ -64,8 +64,10 @@ export class RedisBroker implements Broker {
       retryStrategy: (n: number) => (this.stopping ? null : backoff(n - 1)),
       connectionName: `wsgate-${o.nodeId}`,
     };
-    this.cmd = new Redis(o.settings.url, common);
-    this.sub = new Redis(o.settings.url, common);
+    const s = o.settings.sentinel;
+    // Behind Sentinels the client asks them for the master on every (re)connect, so a failover is a reconnect.
+    this.cmd = s ? new Redis({ ...common, ...s }) : new Redis(o.settings.url, common);
+    this.sub = s ? new Redis({ ...common, ...s }) : new Redis(o.settings.url, common);
     this.sendPrefix = o.subjects.send("", "").slice(0, -1);
     this.recvPrefix = o.subjects.recv("", "").slice(0, -1);
     this.mailboxPrefix = o.subjects.send("", "").slice(0, -"send..".length) + "mailbox.";

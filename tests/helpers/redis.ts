@@ -1,7 +1,7 @@
 // A redis-server of the test's own: a free port, a temp dir, stopped by its PID. Kept apart
 // from procs.ts (startNats) so the two helpers change independently.
 import type { Subprocess } from "bun";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, waitFor } from "./procs.ts";
@@ -82,4 +82,33 @@ export async function startRedis(opts: { aof?: boolean; port?: number; args?: st
 export async function redisInfo(r: Redis, field: string): Promise<number> {
   const m = new RegExp(`^${field}:(\\d+)`, "m").exec(await r.cli("INFO"));
   return m ? Number(m[1]) : NaN;
+}
+
+export type Sentinel = { port: number; proc: Subprocess; stop(): Promise<void> };
+
+/** A Sentinel watching `master` as `name`, quorum 1, declaring it down after 1 s of silence. */
+export async function startSentinel(master: Redis, name: string): Promise<Sentinel> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "wsgate-sentinel-"));
+  const conf = join(dir, "sentinel.conf");
+  writeFileSync(
+    conf,
+    [`port ${port}`, "bind 127.0.0.1", `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`, `sentinel down-after-milliseconds ${name} 1000`, `sentinel failover-timeout ${name} 5000`, ""].join("\n"),
+  );
+  const proc = Bun.spawn(["redis-server", conf, "--sentinel"], { stdout: "ignore", stderr: "ignore" });
+  live.add(proc);
+  await waitFor(`sentinel on ${port}`, async () => {
+    const p = Bun.spawn(["redis-cli", "-p", String(port), "SENTINEL", "get-master-addr-by-name", name], { stdout: "pipe" });
+    return (await new Response(p.stdout).text()).includes(String(master.port));
+  });
+  return {
+    port,
+    proc,
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.exited;
+      live.delete(proc);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -2,7 +2,7 @@
 import { expect, test } from "bun:test";
 import fc from "fast-check";
 import { decodeFramed, encodeFramed, framed, header, type LiveScan, scanLive } from "../../app/broker/redis-frame.ts";
-import { redactRedisUrl } from "../../app/broker/redis-options.ts";
+import { redactRedisUrl, redisSettings } from "../../app/broker/redis-options.ts";
 import { idOf, seqOf } from "../../app/mailbox/redis-store.ts";
 import { checkConfig } from "../../app/ops/config.ts";
 
@@ -58,4 +58,15 @@ test("REDIS_URL - passwords hidden in logs; malformed URLs and NATS_URL beside i
   expect(ok.errors).toEqual([]);
   expect(ok.config?.mailbox).not.toBeNull();
   expect(checkConfig({ REDIS_URL: "redis://h", WSGATE_MAILBOX: "off" }).config?.mailbox).toBeNull();
+});
+
+test("REDIS_URL - a Sentinel URL names the Sentinels, the master and the server's credentials", () => {
+  const s = redisSettings("redis-sentinel://app:p%40ss@10.0.0.1:26379,sentinel-b:26380/mymaster/2");
+  expect(s.sentinel).toEqual({ sentinels: [{ host: "10.0.0.1", port: 26379 }, { host: "sentinel-b", port: 26380 }], name: "mymaster", username: "app", password: "p@ss", db: 2 });
+  expect(s.redacted).toBe("redis-sentinel://app:***@10.0.0.1:26379,sentinel-b:26380/mymaster/2");
+  expect(redisSettings("redis://h:1").sentinel).toBeNull();
+  expect(checkConfig({ REDIS_URL: "redis-sentinel://h:26379/m" }).errors).toEqual([]);
+  for (const bad of ["redis-sentinel://h/m", "redis-sentinel://h:26379", "redis://a,b"]) {
+    expect(checkConfig({ REDIS_URL: bad }).errors.join("\n")).toContain("REDIS_URL must be one redis://");
+  }
 });
