@@ -5,18 +5,22 @@ import { Groups, type GroupsCore } from "./groups.ts";
 import type { MembershipChange } from "./members.ts";
 import { KvMembershipStore } from "./kv-store.ts";
 import { MembershipRequests } from "./requests.ts";
-import { MemoryMembershipStore, type MembershipStore } from "./store.ts";
+import { MemoryMembershipStore, type MembershipStore, NoMembershipStore } from "./store.ts";
 import { groupSubjects } from "./subjects.ts";
 import type { Topics } from "./fanout.ts";
 import type { GroupStats } from "./interest.ts";
 
+const REDIS_MEMBERSHIP =
+  "stored group membership is not available with REDIS_URL yet (it is kept in NATS JetStream, or in memory on a single embedded node); use the token's groups claim";
+
 /** The Gateway's factory for its groups module (GatewayDeps.groups). */
-export function groupsFactory(config: { prefix: string; nats: object | null; groups: GroupsConfig }, topics: Topics, textAsString: boolean) {
+export function groupsFactory(config: { prefix: string; nats: object | null; redis: object | null; groups: GroupsConfig }, topics: Topics, textAsString: boolean) {
   const c = config.groups;
   const caps = { maxGroupsPerUser: c.maxGroupsPerUser, maxGroupMembers: c.maxGroupMembers };
   const subjects = groupSubjects(config.prefix);
   return (core: GroupsCore) => {
     const store = (changed: MembershipChange): MembershipStore => {
+      if (config.redis) return new NoMembershipStore(REDIS_MEMBERSHIP, changed);
       if (!config.nats) return new MemoryMembershipStore(caps, changed);
       let requests: MembershipRequests | null = null;
       const kv: KvMembershipStore = new KvMembershipStore({ bucket: c.bucket, replicas: c.replicas }, caps, changed, (nc) => {

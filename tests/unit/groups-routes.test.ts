@@ -7,6 +7,7 @@ import { Groups } from "../../app/groups/groups.ts";
 import { MemoryMembershipStore } from "../../app/groups/store.ts";
 import { groupSubjects } from "../../app/groups/subjects.ts";
 import { groupRoutes } from "../../app/http/group-routes.ts";
+import { groupsFactory } from "../../app/groups/setup.ts";
 
 function setup() {
   const seen: [string, string][] = [];
@@ -100,4 +101,19 @@ test("routes - a Ws-Frame header other than text or binary is 400", async () => 
   const t = setup();
   const r = await t.call("POST", "/v1/groups/s1/room", "x", { "Ws-Frame": "json" });
   expect(r.status).toBe(400);
+});
+
+test("routes - with Redis as the broker, membership changes answer 501 naming why; publishing still works", async () => {
+  const broker = new EmbeddedBroker({ deliver: () => {}, rewatchAll: () => {}, onState: () => {} });
+  const make = groupsFactory(
+    { prefix: "ws", nats: null, redis: {}, groups: { maxGroupsPerUser: 0, maxGroupMembers: 0, maxBroadcastsPerSec: 0, bucket: "B", replicas: 1 } },
+    new LoopTopics(() => 1),
+    true,
+  );
+  const app = new Hono();
+  groupRoutes(app, make({ broker, eachConn: () => {} }));
+  const put = await app.request("/v1/groups/s1/room/members/u1", { method: "PUT" });
+  expect(put.status).toBe(501);
+  expect(((await put.json()) as { error: string }).error).toContain("REDIS_URL");
+  expect((await app.request("/v1/groups/s1/room", { method: "POST", body: "x" })).status).toBe(202);
 });
