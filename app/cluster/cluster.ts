@@ -25,6 +25,9 @@ export type ClusterConfig = {
 
 const NO_HOOKS: ConnHooks = { opened() {}, closed() {} };
 
+/** How long a drain waits for its sockets' disconnect events before the node leaves (and its broker closes). */
+const DRAIN_EVENTS_MS = 2_000;
+
 export class Cluster {
   readonly subjects: ClusterSubjects;
   readonly members: Membership;
@@ -65,7 +68,7 @@ export class Cluster {
    * `socketsGone` (or `boundMs` passed) and the offline checks are out, the node leaves the set.
    * The broker must still be open until this resolves: the disconnect events ride on it.
    */
-  async drain(closeSockets: () => void, socketsGone: () => boolean, boundMs: number): Promise<void> {
+  async drain(closeSockets: () => void, socketsGone: () => boolean, boundMs = DRAIN_EVENTS_MS): Promise<void> {
     this.members.announceNow();
     closeSockets();
     const end = Date.now() + boundMs;

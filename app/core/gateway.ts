@@ -12,6 +12,7 @@ import { log, logEnabled } from "../ops/log.ts";
 import type { Identity } from "../security/identity.ts";
 import type { Security } from "../security/security.ts";
 import type { MailboxCore, MailboxDelivery } from "../mailbox/delivery.ts";
+import type { Groups, GroupsCore } from "../groups/groups.ts";
 import { noMailboxResume } from "../mailbox/delivery.ts";
 import { HOLD_MAX } from "../mailbox/replay.ts";
 import { helloFrame, messageFrame } from "../envelope/frames.ts";
@@ -39,12 +40,11 @@ export type GatewayDeps = {
   broker: (hooks: BrokerHooks) => Broker;
   /** Makes the durable mailbox over the core's narrow interface; null when it is off. */
   mailbox: ((core: MailboxCore) => MailboxDelivery) | null;
+  /** Makes groups and broadcast over the core's narrow interface (app/groups). */
+  groups: ((core: GroupsCore) => Groups) | null;
   /** Makes the cluster features (membership, events, presence, control) over the Gateway's view of itself. */
   cluster?: (broker: Broker, view: GatewayView) => { cluster: Cluster; lifecycle: Lifecycle | null };
 };
-
-/** How long a drain waits for its sockets' disconnect events before closing the broker. */
-const DRAIN_EVENTS_MS = 2_000;
 
 /** Seconds a peer gets to finish a close handshake before its socket is cut. */
 const CLOSE_GRACE_S = 2;
@@ -64,6 +64,7 @@ export class Gateway {
   readonly security: Security;
   readonly broker: Broker;
   readonly mailbox: MailboxDelivery | null;
+  readonly groups: Groups | null;
   /** request/reply and the other wsgate.v1 client frames */
   readonly rpc: Rpc;
   readonly deadlines = new Deadlines((conn) => this.due(conn));
@@ -91,6 +92,15 @@ export class Gateway {
       connected: () => this.broker.state() === "connected",
     }) ?? null;
     this.broker = deps.broker(this.brokerHooks());
+    const users = this.users;
+    this.groups =
+      deps.groups?.({
+        broker: this.broker,
+        eachConn(svc, user, fn) {
+          const entry = users.get(users.keyOf({ svc, user }));
+          if (entry) for (const conn of connsOf(entry)) fn(conn);
+        },
+      }) ?? null;
     const svcUser = (entry: UserEntry) => this.users.svcUser(entry);
     this.publisher = new ClientPublisher(this.broker, transport, metrics, config.nodeId, subjects.send("", "").slice(0, -1), svcUser);
     const mailbox = this.mailbox;
@@ -109,10 +119,14 @@ export class Gateway {
       rewatchAll: () => {
         for (const entry of this.users.values()) entry.handle = this.broker.watch(entry.key);
         this.rpc.rewatch();
+        this.groups?.rewatchAll();
       },
       request: (subject, data, reply, hint, timeoutMs) => this.rpc.onRequest(subject, data, reply, hint, timeoutMs),
       answer: (token, data, hint, error) => this.rpc.onAnswer(token, data, hint, error),
-      prepare: mailbox ? (nc) => mailbox.attach(nc) : undefined,
+      prepare: async (nc) => {
+        if (mailbox) await mailbox.attach(nc);
+        this.groups?.attach(nc);
+      },
       onState: (state: BrokerState) => {
         if (state === "connected") {
           if (this.everConnected) {
@@ -205,6 +219,7 @@ export class Gateway {
     }
     conn.user = entry;
     conn.id = this.nextConnId();
+    this.groups?.opened(conn, id.svc, id.user, id.groups);
     if (conn.envelope) {
       // First, before anything the mailbox or a request may send: which socket this is.
       this.transport.send(ws, helloFrame(`${this.config.nodeId}.${conn.id}`, this.config.nodeId), true);
@@ -226,6 +241,7 @@ export class Gateway {
     const entry = conn.user;
     if (!entry) return;
     if (conn.envelope) this.rpc.closed(conn, this.users.svcUser(entry));
+    this.groups?.closed(conn, this.users.svcUser(entry));
     conn.user = null;
     this.metrics.connections--;
     const left = removeConn(entry, conn);
@@ -263,7 +279,10 @@ export class Gateway {
   /** A message on a user's subject: out to every socket of that user on this node. */
   deliver(subject: string, data: Uint8Array, hint: FrameHint, seq: number, prev: number) {
     const entry = this.users.get(subject);
-    if (!entry) return;
+    if (!entry) {
+      this.groups?.deliver(subject, data, hint);
+      return;
+    }
     if (seq === 0 || !this.mailbox) this.fanOut(entry, data, hint, 0, 0);
     else this.mailbox.delivered(entry, data, hint, seq, prev);
   }
@@ -369,7 +388,7 @@ export class Gateway {
       }
     };
     // The cluster keeps the broker open until the disconnect and offline events are out.
-    if (this.cluster) await this.cluster.drain(goAway, () => this.metrics.connections === 0, DRAIN_EVENTS_MS);
+    if (this.cluster) await this.cluster.drain(goAway, () => this.metrics.connections === 0);
     else goAway();
     this.deadlines.stop();
     this.rpc.stop();
