@@ -1,14 +1,23 @@
 // NATS broker: one core subscription per served user subject, shared delivery callback.
-import { connect, createInbox, headers as natsHeaders, Match } from "@nats-io/transport-node";
+import { connect, createInbox, headers as natsHeaders, Match, RequestError } from "@nats-io/transport-node";
 import type { Msg, MsgCallback, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Broker, BrokerHooks, BrokerState, FrameHint } from "./broker.ts";
-import { HEADER, parseFrameHint } from "./broker.ts";
+import { HEADER, NotStored, parseFrameHint, StoreUnconfirmed } from "./broker.ts";
 import { log } from "../ops/log.ts";
+import { backoff } from "../util/backoff.ts";
 
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 5_000;
 /** The queue group of service → client request subscriptions: one node answers each request. */
 const REQUEST_QUEUE = "wsgate";
+/**
+ * How long a stored publish waits for the stream, retries included. A stream whose leader
+ * died has none for 4-8 s on nats-server 2.9 (three-node cluster, measured): the caller
+ * hears "not stored, retry" within this bound instead of hanging through the election.
+ */
+const STORED_ACK_MS = 5_000;
+const STORED_RETRY = { minMs: 100, maxMs: 1_000 };
+const ackDecoder = new TextDecoder();
 
 export class NatsBroker implements Broker {
   readonly kind = "nats";
@@ -177,6 +186,36 @@ export class NatsBroker implements Broker {
       nc.publish(subject, data, { headers: h });
     } else {
       nc.publish(subject, data);
+    }
+  }
+
+  async publishStored(subject: string, data: Uint8Array, hdrs?: Record<string, string>, msgId?: string): Promise<void> {
+    let h: ReturnType<typeof natsHeaders> | undefined;
+    if (hdrs || msgId) {
+      h = natsHeaders();
+      for (const k in hdrs) h.set(k, hdrs[k]);
+      if (msgId) h.set("Nats-Msg-Id", msgId);
+    }
+    const deadline = Date.now() + STORED_ACK_MS;
+    for (let attempt = 0; ; attempt++) {
+      const nc = this.nc;
+      if (!nc) throw new NotStored("nats is not connected");
+      let why: string;
+      try {
+        const m = await nc.request(subject, data, { timeout: Math.max(1, deadline - Date.now()), headers: h });
+        const ack = JSON.parse(ackDecoder.decode(m.data)) as { stream?: string; error?: { description?: string } };
+        if (ack.stream && !ack.error) return;
+        why = ack.error?.description ?? "the stream gave no acknowledgement";
+      } catch (err) {
+        // Only "nobody listens on the subject" proves the message went nowhere: while a
+        // replicated stream has no leader, no server takes its subjects. Anything else
+        // (a timeout, a lost connection) leaves the message's fate unknown.
+        if (!(err instanceof RequestError && err.isNoResponders())) throw new StoreUnconfirmed(`no acknowledgement from the stream: ${err}`);
+        why = "no stream takes the subject right now (no leader, or the mailbox stream is missing)";
+      }
+      const wait = backoff(attempt, STORED_RETRY);
+      if (Date.now() + wait >= deadline) throw new NotStored(why);
+      await new Promise((r) => setTimeout(r, wait));
     }
   }
 

@@ -11,6 +11,7 @@ import type { MsgHdrs, NatsConnection } from "@nats-io/transport-node";
 import type { MailboxConfig } from "../ops/config.ts";
 import type { Subjects } from "../core/subjects.ts";
 import { log } from "../ops/log.ts";
+import { backoff } from "../util/backoff.ts";
 
 const NS_PER_S = 1_000_000_000;
 const decoder = new TextDecoder();
@@ -20,6 +21,8 @@ const API_TIMEOUT_MS = 5_000;
 const RECREATE_DELAY_MS = 1_000;
 /** A shared read that gets no message for this long is abandoned and retried. */
 const SCAN_STALL_MS = 5_000;
+/** Publishes tried on a new replicated stream before it counts as broken (see firstStore). */
+const FIRST_STORE_ATTEMPTS = 8;
 
 export class MailboxStore {
   private jsm: JetStreamManager | null = null;
@@ -28,6 +31,8 @@ export class MailboxStore {
   /** the connection the stream-deletion advisories are watched on */
   private watching: NatsConnection | null = null;
   readonly cursorStream: string;
+  /** why the streams cannot be placed as configured (replicas, storage), until they can */
+  private refused: string | null = null;
 
   constructor(
     readonly config: MailboxConfig,
@@ -38,11 +43,27 @@ export class MailboxStore {
 
   /** Creates or updates both streams on a (new) connection; throws with a clear reason. */
   async attach(nc: NatsConnection): Promise<void> {
+    try {
+      await this.makeStreams(nc);
+      this.refused = null;
+    } catch (err) {
+      if (err instanceof PlacementRefused) this.refused = err.message;
+      throw err;
+    }
+  }
+
+  /** What keeps the mailbox from working as configured, for /readyz; null when nothing does. */
+  refusal(): string | null {
+    return this.refused;
+  }
+
+  private async makeStreams(nc: NatsConnection): Promise<void> {
     const jsm = await jetstreamManager(nc, { timeout: API_TIMEOUT_MS }).catch((err) => {
       throw new Error(`JetStream is not available on this NATS server (start nats-server with -js, or set WSGATE_MAILBOX=off): ${err}`);
     });
     const c = this.config;
-    await ensureMailbox(jsm, this.subjects.mailboxStarting(c.stream), {
+    const js = jetstream(nc, { timeout: API_TIMEOUT_MS });
+    await ensureMailbox(jsm, js, this.subjects.mailboxStarting(c.stream), {
       name: c.stream,
       subjects: [this.subjects.recvAll],
       retention: "limits",
@@ -54,7 +75,7 @@ export class MailboxStore {
       max_bytes: c.maxBytes,
       allow_direct: true,
       republish: { src: this.subjects.recvAll, dest: this.subjects.liveAll },
-    });
+    }).catch((err) => explainPlacement(err, c, nc));
     await upsert(jsm, {
       name: this.cursorStream,
       subjects: [this.subjects.cursorAll],
@@ -67,9 +88,9 @@ export class MailboxStore {
       max_age: 2 * c.maxAgeS * NS_PER_S,
       max_msgs_per_subject: 1,
       allow_direct: true,
-    });
+    }).catch((err) => explainPlacement(err, c, nc));
     this.jsm = jsm;
-    this.js = jetstream(nc, { timeout: API_TIMEOUT_MS });
+    this.js = js;
     this.nc = nc;
     if (this.watching !== nc) {
       this.watching = nc;
@@ -181,15 +202,60 @@ export class MailboxStore {
  * subject so nothing is stored before its sequence is set; a node that dies in between
  * leaves it in that state, and the next one finishes the job.
  */
-async function ensureMailbox(jsm: JetStreamManager, placeholder: string, cfg: Record<string, unknown> & { name: string; subjects: string[] }) {
+async function ensureMailbox(jsm: JetStreamManager, js: JetStreamClient, placeholder: string, cfg: Record<string, unknown> & { name: string; subjects: string[] }) {
   let info = await jsm.streams.info(cfg.name).catch(() => null);
   if (!info) info = await jsm.streams.add({ ...cfg, subjects: [placeholder] } as never);
-  if (!info.config.subjects?.includes(cfg.subjects[0]) && info.state.last_seq === 0) {
+  if (!info.config.subjects?.includes(cfg.subjects[0])) {
     // Nodes racing here all derive the same start from the stream's creation time.
-    await jsm.streams.purge(cfg.name, { seq: createdMicros(info.created) });
+    if (info.state.last_seq === 0) await jsm.streams.purge(cfg.name, { seq: createdMicros(info.created) });
+    await firstStore(js, jsm, cfg.name, placeholder);
   }
   await jsm.streams.update(cfg.name, cfg as never);
 }
+
+/**
+ * On a replicated stream (nats-server 2.9.10) the first publish after a purge to a sequence
+ * fails with "expected sequence does not match store"; that failure puts every replica
+ * back in step and the next publish is stored (measured, also across a leader change in
+ * between). So before the stream takes users' subjects, publishes on the placeholder until
+ * one is stored, then drops those: no service message is ever the one that fails.
+ */
+async function firstStore(js: JetStreamClient, jsm: JetStreamManager, stream: string, placeholder: string) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await js.publish(placeholder, new Uint8Array(0), { expect: { streamName: stream } });
+      break;
+    } catch (err) {
+      if (attempt >= FIRST_STORE_ATTEMPTS) throw new Error(`mailbox stream ${stream} stores nothing yet: ${err}`);
+      await new Promise((r) => setTimeout(r, backoff(attempt - 1)));
+    }
+  }
+  await jsm.streams.purge(stream, { filter: placeholder });
+}
+
+/**
+ * JetStream's refusal to place a stream (too many replicas for the cluster, not enough
+ * storage for WSGATE_MAILBOX_MAX_BYTES on each replica) as one line an operator can act on.
+ */
+async function explainPlacement(err: unknown, c: MailboxConfig, nc: NatsConnection): Promise<never> {
+  const text = String(err);
+  const was = `(nats: ${text.replace(/^\w*Error: /, "")})`;
+  if (/non-clustered mode/i.test(text)) {
+    throw new PlacementRefused(`WSGATE_MAILBOX_REPLICAS=${c.replicas} cannot be held: JetStream runs on a single NATS server, not a cluster; set WSGATE_MAILBOX_REPLICAS=1 or run three clustered servers ${was}`);
+  }
+  if (/insufficient storage/i.test(text)) {
+    throw new PlacementRefused(`the mailbox stream cannot be placed: each of its ${c.replicas} replica(s) reserves WSGATE_MAILBOX_MAX_BYTES=${c.maxBytes} on its server, more than JetStream's max_file_store leaves free; lower WSGATE_MAILBOX_MAX_BYTES or raise max_file_store ${was}`);
+  }
+  if (/insufficient resources|no suitable peers/i.test(text)) {
+    // The servers the client was told of: every server of the cluster that takes clients.
+    const servers = new Set([...(nc.info?.connect_urls ?? []), nc.getServer()]).size;
+    throw new PlacementRefused(`WSGATE_MAILBOX_REPLICAS=${c.replicas} cannot be held: the NATS cluster has ${servers} server(s) for ${c.replicas} replicas; set WSGATE_MAILBOX_REPLICAS to ${Math.min(servers, 3)} or less, or add servers ${was}`);
+  }
+  throw err;
+}
+
+/** The mailbox streams do not fit the NATS cluster as configured: an operator must act. */
+export class PlacementRefused extends Error {}
 
 /** The stream's creation time (RFC 3339 with nanoseconds) in microseconds since the epoch. */
 export function createdMicros(created: string): number {
