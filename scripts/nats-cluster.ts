@@ -42,6 +42,10 @@ export type NatsCluster = {
   streamLeader(stream: string): Promise<number | null>;
   /** waits until the stream has a leader (optionally not `not`) with every replica current */
   waitStreamLeader(stream: string, opts?: { not?: number; timeoutMs?: number }): Promise<number>;
+  /** waits until the stream has a leader and every other replica is current (a rejoined server caught up) */
+  waitCurrent(stream: string, timeoutMs?: number): Promise<void>;
+  /** index of the server the named client connection is on (its CONNECT name contains `name`), null when none */
+  serverOf(clientName: string): Promise<number | null>;
   /** waits until every running server sees the same JetStream meta leader */
   waitReady(timeoutMs?: number): Promise<void>;
   /** stops every server and removes the data folder */
@@ -163,16 +167,23 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<NatsClust
       await cluster.start(i);
     },
     async streamLeader(stream) {
+      const s = await detail(stream);
+      return nodes.find((x) => x.name === s?.cluster?.leader && x.running)?.index ?? null;
+    },
+    async waitCurrent(stream, timeoutMs = 30_000) {
+      await poll(`every replica of ${stream} current`, async () => {
+        const c = (await detail(stream))?.cluster;
+        const others = c?.replicas ?? [];
+        return Boolean(c?.leader) && others.length === nodes.length - 1 && others.every((r) => r.current && !r.offline);
+      }, timeoutMs);
+    },
+    async serverOf(clientName) {
       for (const n of running()) {
         try {
-          const r = await jsz(n, "?streams=true");
-          for (const acc of r.account_details ?? []) {
-            const s = acc.stream_detail?.find((d) => d.name === stream);
-            const leader = s?.cluster?.leader;
-            if (leader) return nodes.find((x) => x.name === leader && x.running)?.index ?? null;
-          }
+          const r = (await (await fetch(`http://${host}:${n.monitorPort}/connz?limit=10000`)).json()) as { connections?: { name?: string }[] };
+          if (r.connections?.some((c) => c.name?.includes(clientName))) return n.index;
         } catch {
-          // this server is going down or not up yet: ask the next
+          // going down or not up yet
         }
       }
       return null;
@@ -194,6 +205,25 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<NatsClust
       if (ownDir) rmSync(dir, { recursive: true, force: true });
     },
   };
+
+  /**
+   * The stream as its leader describes it: only the leader knows whether the other replicas
+   * are current (a follower reports its peers as not current). Null while it has no leader.
+   */
+  async function detail(stream: string): Promise<StreamDetail | null> {
+    for (const n of running()) {
+      try {
+        const r = await jsz(n, "?streams=true");
+        for (const acc of r.account_details ?? []) {
+          const s = acc.stream_detail?.find((d) => d.name === stream);
+          if (s?.cluster?.leader === n.name) return s;
+        }
+      } catch {
+        // this server is going down or not up yet: ask the next
+      }
+    }
+    return null;
+  }
 
   async function end(n: ClusterNode, signal: "SIGTERM" | "SIGKILL") {
     const p = n.proc;
