@@ -190,6 +190,8 @@ describe("nats cluster (three servers, mailbox replicas 3)", () => {
     );
     await waitFor("30% published", () => sent.every((n) => n >= MESSAGES * 0.3), 60_000);
     const killed = await victim();
+    const placement = (await Promise.all(gateways().map((g) => cluster.serverOf(g.nodeId)))).map((i) => (i === null ? "?" : cluster.nodes[i].name));
+    const leader = cluster.nodes[(await cluster.streamLeader(STREAM)) ?? -1]?.name ?? "none";
     const killedAt = Date.now();
     await cluster.kill(killed);
 
@@ -258,10 +260,13 @@ describe("nats cluster (three servers, mailbox replicas 3)", () => {
     });
     const summary = {
       killed: cluster.nodes[killed].name,
+      leader,
+      gatewaysOn: placement.join("+"),
       pauseMsP50: percentile(pauses, 50),
       pauseMsMax: Math.max(...pauses),
       rawRedelivered: redelivered,
       publishRetries: stats.retries,
+      gapsHealed: (await Promise.all(gateways().map((g) => g.metric("wsgate_mailbox_gaps_healed_total")))).join("+"),
       requests: outcomes.length,
       requestsByStatus: Object.fromEntries([...new Set(outcomes)].map((s) => [s, outcomes.filter((o) => o === s).length])),
     };

@@ -35,6 +35,8 @@ export class NatsBroker implements Broker {
   private inboxOn: NatsConnection | null = null;
   /** the current connection's protocol handler, when LeanSub can use it */
   private lean: LeanProtocol | null = null;
+  /** settles when the current connection drops: a stored publish stops waiting for an answer that cannot come */
+  private linkDown = downSignal();
 
   constructor(
     private servers: string,
@@ -124,11 +126,13 @@ export class NatsBroker implements Broker {
         await this.prepare(nc);
         if (this.stopping) return;
         this.nc = nc;
+        this.linkDown = downSignal();
         this.lean = leanProtocol(nc);
         this.hooks.rewatchAll();
         this.setState("connected");
         void this.watchStatus(nc);
         const err = await nc.closed();
+        this.linkDown.fire();
         this.nc = null;
         this.lean = null;
         if (this.stopping) return;
@@ -164,11 +168,13 @@ export class NatsBroker implements Broker {
     for await (const s of nc.status()) {
       if (s.type === "disconnect") {
         log("warn", "nats disconnected; reconnecting", { server: s.server });
+        this.linkDown.fire();
         this.setState("reconnecting");
       } else if (s.type === "reconnect") {
         // nats.js re-sends every live subscription on reconnect. The server may have
         // lost its JetStream state, so the mailbox streams are ensured again.
         log("info", "nats reconnected", { server: s.server });
+        this.linkDown = downSignal();
         void this.prepare(nc).catch(() => {});
         this.setState("connected");
       } else if (s.type === "error") {
@@ -202,7 +208,10 @@ export class NatsBroker implements Broker {
       if (!nc) throw new NotStored("nats is not connected");
       let why: string;
       try {
-        const m = await nc.request(subject, data, { timeout: Math.max(1, deadline - Date.now()), headers: h });
+        // A request sent on a connection that then drops gets no answer (nor a timeout
+        // until the deadline): what happened to it is unknown at once.
+        const m = await Promise.race([nc.request(subject, data, { timeout: Math.max(1, deadline - Date.now()), headers: h }), this.linkDown.promise]);
+        if (!m) throw new StoreUnconfirmed("the NATS connection dropped before the stream answered");
         const ack = JSON.parse(ackDecoder.decode(m.data)) as { stream?: string; error?: { description?: string } };
         if (ack.stream && !ack.error) return;
         why = ack.error?.description ?? "the stream gave no acknowledgement";
@@ -210,6 +219,7 @@ export class NatsBroker implements Broker {
         // Only "nobody listens on the subject" proves the message went nowhere: while a
         // replicated stream has no leader, no server takes its subjects. Anything else
         // (a timeout, a lost connection) leaves the message's fate unknown.
+        if (err instanceof StoreUnconfirmed) throw err;
         if (!(err instanceof RequestError && err.isNoResponders())) throw new StoreUnconfirmed(`no acknowledgement from the stream: ${err}`);
         why = "no stream takes the subject right now (no leader, or the mailbox stream is missing)";
       }
@@ -276,6 +286,13 @@ export class NatsBroker implements Broker {
     }
     this.setState("closed");
   }
+}
+
+/** A one-shot signal: `promise` resolves to null once fire() is called. */
+function downSignal(): { promise: Promise<null>; fire: () => void } {
+  let fire!: () => void;
+  const promise = new Promise<null>((r) => (fire = () => r(null)));
+  return { promise, fire };
 }
 
 /**
