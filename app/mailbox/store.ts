@@ -133,8 +133,15 @@ export class MailboxStore {
   }
 
   /** The user's first kept message at or after `fromSeq`, or null when there is none. */
-  next(svcUser: string, fromSeq: number): Promise<StoredMsg | null> {
-    return this.api().direct.getMessage(this.config.stream, { seq: fromSeq, next_by_subj: this.subjects.recvAll.slice(0, -1) + svcUser });
+  async next(svcUser: string, fromSeq: number): Promise<StoredMsg | null> {
+    const query = { seq: fromSeq, next_by_subj: this.subjects.recvAll.slice(0, -1) + svcUser };
+    const m = await this.api().direct.getMessage(this.config.stream, query);
+    if (m || this.config.replicas === 1) return m;
+    // Any replica answers a direct get, and a follower may not have applied the newest
+    // messages yet (it holds a prefix of the stream, so a message it returns is the right
+    // one). Its "none" could be a message just stored and already sent live, which the
+    // catch-up would then skip as dropped by the limits: the leader has the last word.
+    return this.api().streams.getMessage(this.config.stream, query);
   }
 
   /** First and last sequence the stream holds now. */
