@@ -145,6 +145,21 @@ describe("nats cluster (three servers, mailbox replicas 3)", () => {
     }
   }, 60_000);
 
+  test("the publish API answers 202 once stored, and a retry with the same Idempotency-Key is stored once", async () => {
+    const jsm = await jetstreamManager(nc);
+    const post = (key: string, body = "once") =>
+      g1.fetch(`/v1/publish/${SVC}/idem`, { method: "POST", body, headers: { "Idempotency-Key": key } });
+    expect((await post("k-1")).status).toBe(202);
+    // stored by the time of the answer, on the leader's word
+    expect((await jsm.streams.getMessage(STREAM, { last_by_subj: `ws.recv.${SVC}.idem` }))?.string()).toBe("once");
+    const { last_seq } = (await jsm.streams.info(STREAM)).state;
+    expect((await post("k-1")).status).toBe(202);
+    expect((await jsm.streams.info(STREAM)).state.last_seq).toBe(last_seq);
+    const bad = await post("has space");
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain("Idempotency-Key must be 1 to 128 visible ASCII characters");
+  });
+
   test("a replica count the cluster cannot hold is refused: /readyz 503 naming WSGATE_MAILBOX_REPLICAS and the cluster size", async () => {
     const g = await startGateway("bun", {
       env: { NATS_URL: cluster.url, WSGATE_MAILBOX_REPLICAS: "5", WSGATE_MAILBOX_STREAM: "FIVE", WSGATE_SUBJECT_PREFIX: "five" },
