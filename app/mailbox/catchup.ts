@@ -5,7 +5,7 @@
 // stream range they need is shared by all of them instead (about 200k messages a second),
 // and each user's read ends with only its held live messages left to join.
 import { HEADER, parseFrameHint } from "../broker/broker.ts";
-import type { Limiter, MailboxStore } from "./store.ts";
+import { type Limiter, type MailboxStore, ScanUnavailable } from "./store.ts";
 import { replay, type ReplayTarget } from "./replay.ts";
 
 /** Below this many waiting reads, per-user gets cost less than a shared pass. */
@@ -156,7 +156,7 @@ export class CatchupReader {
         });
       }
     } catch (err) {
-      for (const j of members) if (!j.done) j.reject(err);
+      for (const j of members) if (!j.done) err instanceof ScanUnavailable ? this.alone(j, 0) : j.reject(err);
       return;
     }
     this.onPass({ users: taken, read, ms: performance.now() - started });
