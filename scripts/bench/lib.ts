@@ -698,7 +698,7 @@ export function machineBusySeconds(): number {
 export async function purgeStream(natsUrl: string, stream: string): Promise<number> {
   const { connect } = await import("@nats-io/transport-node");
   const { jetstreamManager } = await import("@nats-io/jetstream");
-  const nc = await connect({ servers: natsUrl, name: "wsgate-bench-admin" });
+  const nc = await connect({ servers: natsUrl.split(","), name: "wsgate-bench-admin" });
   try {
     const jsm = await jetstreamManager(nc);
     const r = await jsm.streams.purge(stream);
@@ -830,7 +830,7 @@ export async function publishToUsers(
 ): Promise<{ published: number; stored: number; seconds: number }> {
   const { connect } = await import("@nats-io/transport-node");
   const { jetstreamManager } = await import("@nats-io/jetstream");
-  const nc = await connect({ servers: natsUrl, name: "wsgate-bench-backlog" });
+  const nc = await connect({ servers: natsUrl.split(","), name: "wsgate-bench-backlog" });
   const t0 = performance.now();
   try {
     const jsm = o.stream ? await jetstreamManager(nc) : null;
@@ -880,7 +880,7 @@ export function ratio(a: number, b: number, digits = 2): string {
 export async function streamMessages(natsUrl: string, stream: string): Promise<number> {
   const { connect } = await import("@nats-io/transport-node");
   const { jetstreamManager } = await import("@nats-io/jetstream");
-  const nc = await connect({ servers: natsUrl, name: "wsgate-bench-admin" });
+  const nc = await connect({ servers: natsUrl.split(","), name: "wsgate-bench-admin" });
   try {
     const jsm = await jetstreamManager(nc);
     return Number((await jsm.streams.info(stream)).state.messages);
