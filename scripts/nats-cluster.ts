@@ -99,8 +99,11 @@ type StreamDetail = { name: string; cluster?: { leader?: string; replicas?: { na
 type Jsz = { meta_cluster?: { leader?: string; cluster_size?: number }; account_details?: { stream_detail?: StreamDetail[] }[] };
 
 const all = new Set<Subprocess>();
+/** temp dirs this process made, removed even when it exits without close() */
+const dirs = new Set<string>();
 process.on("exit", () => {
   for (const p of all) p.kill("SIGKILL");
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<NatsCluster> {
@@ -108,6 +111,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<NatsClust
   const host = opts.host ?? "127.0.0.1";
   const ownDir = !opts.dir;
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "wsgate-nats-cluster-"));
+  if (ownDir) dirs.add(dir);
   const template = readTemplate();
   const nodes: ClusterNode[] = [];
   for (let i = 0; i < size; i++) {
@@ -202,7 +206,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<NatsClust
     },
     async close() {
       await Promise.all(nodes.map((n) => end(n, "SIGTERM")));
-      if (ownDir) rmSync(dir, { recursive: true, force: true });
+      if (ownDir) {
+        rmSync(dir, { recursive: true, force: true });
+        dirs.delete(dir);
+      }
     },
   };
 
