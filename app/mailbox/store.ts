@@ -28,7 +28,7 @@ const LEADER_POLL_MS = 500;
 
 export class MailboxStore {
   private jsm: JetStreamManager | null = null;
-  /** the JetStream API with a short timeout, for questions only the stream leader answers (askLeader) */
+  /** the JetStream API with a short timeout, for questions asked again until answered (askAgain) */
   private leaderApi: JetStreamManager | null = null;
   /** replicas > 1: makes shared reads' consumers, giving up soon while the meta leader is elected */
   private scanJs: JetStreamClient | null = null;
@@ -129,7 +129,7 @@ export class MailboxStore {
 
   /** Last stream sequence delivered to the user, 0 when none was recorded. */
   async loadCursor(svcUser: string): Promise<number> {
-    const m = await this.api().direct.getMessage(this.cursorStream, { last_by_subj: this.subjects.cursorAll.slice(0, -1) + svcUser });
+    const m = await this.direct((api) => api.direct.getMessage(this.cursorStream, { last_by_subj: this.subjects.cursorAll.slice(0, -1) + svcUser }));
     if (!m) return 0;
     const n = Number(decoder.decode(m.data));
     return Number.isSafeInteger(n) && n > 0 ? n : 0;
@@ -143,19 +143,29 @@ export class MailboxStore {
   /** The user's first kept message at or after `fromSeq`, or null when there is none. */
   async next(svcUser: string, fromSeq: number): Promise<StoredMsg | null> {
     const query = { seq: fromSeq, next_by_subj: this.subjects.recvAll.slice(0, -1) + svcUser };
-    const m = await this.api().direct.getMessage(this.config.stream, query);
+    const m = await this.direct((api) => api.direct.getMessage(this.config.stream, query));
     if (m || this.config.replicas === 1) return m;
     // Any replica answers a direct get, and a follower may not have applied the newest
     // messages yet (it holds a prefix of the stream, so a message it returns is the right
     // one). Its "none" could be a message just stored and already sent live, which the
     // catch-up would then skip as dropped by the limits: the leader has the last word.
-    return this.askLeader((api) => api.streams.getMessage(this.config.stream, query));
+    return this.askAgain((api) => api.streams.getMessage(this.config.stream, query));
   }
 
   /** First and last sequence the stream holds now. */
   async bounds(): Promise<{ first: number; last: number }> {
-    const { state } = await this.askLeader((api) => api.streams.info(this.config.stream));
+    const { state } = await this.askAgain((api) => api.streams.info(this.config.stream));
     return { first: state.first_seq, last: state.last_seq };
+  }
+
+  /**
+   * A direct get: any replica answers it. On a cluster just after a server loss a request can
+   * go unanswered (sent while the client was moving to another server), so there it is
+   * asked again like a leader's question; on one server one patient attempt keeps a loaded
+   * server's queue from being filled twice.
+   */
+  private direct<T>(ask: (api: JetStreamManager) => Promise<T>): Promise<T> {
+    return this.config.replicas > 1 ? this.askAgain(ask) : ask(this.api());
   }
 
   /**
@@ -164,7 +174,7 @@ export class MailboxStore {
    * again every LEADER_POLL_MS, up to the usual API timeout: the answer comes right after the
    * election instead of a full timeout later (measured: catch-ups 5-17 s slower).
    */
-  private async askLeader<T>(ask: (api: JetStreamManager) => Promise<T>): Promise<T> {
+  private async askAgain<T>(ask: (api: JetStreamManager) => Promise<T>): Promise<T> {
     const api = this.leaderApi;
     if (!api) throw new Error("mailbox streams are not ready");
     const until = Date.now() + API_TIMEOUT_MS;
