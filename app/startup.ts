@@ -1,30 +1,39 @@
-// Wires config, broker, gateway and routes together. Each adapter calls this once.
+// Wires config, broker, gateway and routes together, and runs the start-up sequence every
+// runtime shares (runGateway); the adapters only bring their runtime's pieces.
 import { EmbeddedBroker } from "./broker/embedded.ts";
 import { NatsBroker } from "./broker/nats.ts";
-import { type Config, ConfigError, loadConfig } from "./ops/config.ts";
-import { Gateway, type Transport } from "./core/gateway.ts";
-import { log, setLogLevel } from "./ops/log.ts";
+import { loadNatsLink } from "./broker/nats-link.ts";
+import { checkConfig, type Config } from "./ops/config.ts";
+import { Gateway } from "./core/gateway.ts";
+import type { Transport } from "./core/transport.ts";
+import { subjects } from "./core/subjects.ts";
+import { log, setLogBase, setLogLevel } from "./ops/log.ts";
+import { Metrics } from "./ops/metrics.ts";
+import { MailboxDelivery } from "./mailbox/delivery.ts";
 import { MailboxStore } from "./mailbox/store.ts";
 import { embeddedRoutes, routes } from "./http/routes.ts";
 import { Auth, KeyError, type ReadTextFile } from "./security/auth.ts";
 import { loadSecrets, type Secrets, Security } from "./security/security.ts";
 
-export type { Conn, Transport } from "./core/gateway.ts";
+export type { Conn } from "./core/conn.ts";
+export type { Transport } from "./core/transport.ts";
 export { Gateway } from "./core/gateway.ts";
 export type { UpgradeEnv } from "./http/routes.ts";
 export type { Secrets, Tls } from "./security/security.ts";
 
-/** Reads the config; on a bad value prints the one line and exits with status 2. */
+/** Reads the config; prints every bad variable (one line each) and exits with status 2, or warns about unknown names. */
 export function configOrExit(env: Record<string, string | undefined>, exit: (code: number) => never): Config {
-  try {
-    return loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      return exit(2);
-    }
-    throw err;
+  const { config, errors, warnings } = checkConfig(env);
+  if (config) {
+    setLogLevel(config.logLevel);
+    setLogBase(config.worker ? { node: config.nodeId, worker: config.worker } : { node: config.nodeId });
   }
+  for (const w of warnings) log("warn", w);
+  if (!config) {
+    for (const e of errors) console.error(e);
+    return exit(2);
+  }
+  return config;
 }
 
 /**
@@ -43,20 +52,27 @@ export async function secretsOrExit(config: Config, readTextFile: ReadTextFile, 
   }
 }
 
+/**
+ * Builds one gateway node: its parts are made here and handed to the Gateway, which makes
+ * the broker and the mailbox through the factories given (they need the Gateway's hooks).
+ * Without NATS_URL the broker is the embedded one, and the routes gain its event stream.
+ */
 export function createGateway(config: Config, transport: Transport, secrets?: Secrets) {
   setLogLevel(config.logLevel);
-  const gw = new Gateway(config, transport);
-  gw.security = new Security(config, secrets?.auth ?? Auth.fromConfig(config));
-  if (config.mailbox) gw.enableMailbox(new MailboxStore(config.mailbox, gw.subjects));
-  const hooks = gw.brokerHooks();
+  const subs = subjects(config.prefix);
+  const mailboxConfig = config.mailbox;
+  const nats = config.nats;
+  const gw = new Gateway({
+    config,
+    transport,
+    metrics: new Metrics(),
+    subjects: subs,
+    security: new Security(config, secrets?.auth ?? Auth.fromConfig(config)),
+    broker: (hooks) => (nats ? new NatsBroker(secrets?.nats ?? loadNatsLink(nats), `wsgate ${config.nodeId}`, hooks) : new EmbeddedBroker(hooks)),
+    mailbox: mailboxConfig ? (core) => new MailboxDelivery(new MailboxStore(mailboxConfig, subs), core) : null,
+  });
   const app = routes(gw);
-  if (config.natsUrl) {
-    gw.broker = new NatsBroker(config.natsUrl, `wsgate ${config.nodeId}`, hooks);
-  } else {
-    const embedded = new EmbeddedBroker(hooks);
-    gw.broker = embedded;
-    embeddedRoutes(app, gw, embedded);
-  }
+  if (gw.broker instanceof EmbeddedBroker) embeddedRoutes(app, gw, gw.broker);
   return { gw, app };
 }
 
@@ -86,22 +102,86 @@ export function logStart(gw: Gateway, listening: { host: string; port: number })
   }
 }
 
+/** Where the runtime's listener stands once it listens. */
+export type Listening = {
+  port: number;
+  /** Stops listening; open sockets carry on. May wait for the runtime to let go. */
+  close(): unknown;
+};
+
+/** A runtime's listen failure, reduced to what an operator acts on ("EADDRINUSE (...)"). */
+export class ListenError extends Error {}
+
+/** What one runtime gives the shared start-up: the core never learns which runtime it runs on. */
+export type RuntimePieces<WS> = {
+  env: Record<string, string | undefined>;
+  readTextFile: ReadTextFile;
+  exit(code: number): never;
+  onSignal(signal: "SIGTERM" | "SIGINT", handler: () => void): void;
+  transport(config: Config): Transport<WS>;
+  /** The soft open-files limit in effect; 0 when unknown. */
+  openFilesLimit(): number;
+  /** Opens the separate /metrics listener when WSGATE_METRICS_PORT is set (exits 1 when it cannot). */
+  serveMetrics(gw: Gateway): Promise<void>;
+  /** Listens with the gateway's routes and socket handlers; throws ListenError when it cannot. */
+  listen(ctx: { config: Config; secrets: Secrets; gw: Gateway; app: ReturnType<typeof routes> }): Listening | Promise<Listening>;
+};
+
 /**
- * SIGTERM and SIGINT: stop accepting, send every client away with 1001 so it reconnects
- * elsewhere, give the close frames a moment, flush the broker, exit 0, all within
- * WSGATE_DRAIN_TIMEOUT_MS. The adapter says how its runtime stops listening.
+ * The one start-up sequence of every runtime: config, secrets, gateway, listen, broker,
+ * the start log line, then SIGTERM/SIGINT drain. A bad config exits 2, a listen failure 1,
+ * each with one line on stderr.
  */
-export function drainer(gw: Gateway, exit: (code: number) => never, steps: { stopAccepting?: () => void; afterSockets?: () => Promise<unknown> }) {
+export async function runGateway<WS>(rt: RuntimePieces<WS>): Promise<{ gw: Gateway; listening: Listening }> {
+  const config = configOrExit(rt.env, rt.exit);
+  const secrets = await secretsOrExit(config, rt.readTextFile, rt.exit);
+  const { gw, app } = createGateway(config, rt.transport(config), secrets);
+  gw.setOpenFilesLimit(rt.openFilesLimit());
+  let listening: Listening;
+  try {
+    listening = await rt.listen({ config, secrets, gw, app });
+  } catch (err) {
+    const cause = err instanceof ListenError ? err.message : String(err);
+    console.error(`wsgate: cannot listen on HOST=${config.host} PORT=${config.port}: ${cause}`);
+    return rt.exit(1);
+  }
+  await gw.broker.start();
+  logStart(gw, { host: config.host, port: listening.port });
+  await rt.serveMetrics(gw);
+  const drain = drainer(gw, rt.exit, listening);
+  rt.onSignal("SIGTERM", drain);
+  rt.onSignal("SIGINT", drain);
+  return { gw, listening };
+}
+
+/** How long closed sockets get to finish their close handshake before the listener goes. */
+const SOCKETS_GRACE_MS = 2_000;
+/**
+ * The least time /readyz answers 503 before the listener goes. Bun and uWS let go of a
+ * socket as soon as they send its close frame, so without it a drain can end before a
+ * load balancer's next health check has seen it.
+ */
+const NOT_READY_AT_LEAST_MS = 1_000;
+
+/**
+ * SIGTERM and SIGINT: send every client away with 1001 so it reconnects elsewhere, flush
+ * the broker, stop listening, exit 0, all within WSGATE_DRAIN_TIMEOUT_MS. The listener
+ * stays open until the sockets are gone: a load balancer polling /readyz sees 503 (not a
+ * refused connection) and new upgrades get 503 from the gateway.
+ */
+export function drainer(gw: Gateway, exit: (code: number) => never, listening: Pick<Listening, "close">) {
   return async function drain() {
     if (gw.isDraining()) return;
     const force = setTimeout(() => {
       log("warn", "drain timed out; exiting");
       exit(0);
     }, gw.config.drainTimeoutMs);
-    steps.stopAccepting?.();
+    const began = Date.now();
     await gw.shutdown();
-    for (let i = 0; i < 50 && gw.metrics.connections > 0; i++) await new Promise((r) => setTimeout(r, 20));
-    await steps.afterSockets?.();
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    while (gw.metrics.connections > 0 && Date.now() < began + SOCKETS_GRACE_MS) await sleep(20);
+    await sleep(began + NOT_READY_AT_LEAST_MS - Date.now());
+    await listening.close();
     clearTimeout(force);
     log("info", "drained; exiting");
     exit(0);

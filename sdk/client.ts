@@ -2,9 +2,12 @@
 // request/reply both ways, reconnect with full-jitter backoff and resume from the last
 // message seen. No dependencies: it runs on the runtime's own WebSocket (browsers,
 // Bun, Deno, Node 22+), or on one passed in (Node 20: the `ws` package).
-import { CLOSE } from "../protocol/close-codes.ts";
+import { reconnectAtOnce, shouldReconnect } from "../protocol/close-codes.ts";
+import { type ClientFrame, ERROR, SUBPROTOCOL } from "../protocol/envelope.ts";
+import { isId } from "../protocol/ids.ts";
 
-export const SUBPROTOCOL = "wsgate.v1";
+export { CLOSE, shouldReconnect } from "../protocol/close-codes.ts";
+export { ERROR, SUBPROTOCOL } from "../protocol/envelope.ts";
 
 export type State = "connecting" | "open" | "reconnecting" | "closed";
 
@@ -61,7 +64,7 @@ export type ClientOptions = {
 export type CloseInfo = {
   code: number;
   reason: string;
-  /** false when the client stays closed: close() was called, or the code is terminal */
+  /** false when the client stays closed: close() was called, or the code is terminal (shouldReconnect) */
   reconnect: boolean;
   /** wait before the next attempt */
   delayMs: number;
@@ -97,12 +100,12 @@ type Queued = { frame: string; call: string | null };
 
 /** A connection counts as healthy (backoff starts over) once it stayed open this long. */
 const STABLE_MS = 5_000;
-const ERROR_CODE = /^[A-Za-z0-9_-]{1,64}$/;
 const OPEN = 1;
 
 export class WsgateClient {
   private _state: State = "connecting";
   private _lastSeq: number;
+  private _lastClose: { code: number; reason: string } | null = null;
   private ws: WebSocketLike | null = null;
   private attempt = 0;
   private openedAt = 0;
@@ -133,6 +136,11 @@ export class WsgateClient {
     return this._lastSeq;
   }
 
+  /** How the last connection ended, as the gateway (or the network) said: null before any closed. */
+  get lastClose(): { code: number; reason: string } | null {
+    return this._lastClose;
+  }
+
   on<K extends keyof Events>(event: K, fn: Events[K]): () => void {
     this.listeners[event].add(fn);
     return () => this.listeners[event].delete(fn);
@@ -150,7 +158,7 @@ export class WsgateClient {
   /** Resolves once the client is open (at once if it is). */
   opened(): Promise<void> {
     if (this._state === "open") return Promise.resolve();
-    if (this._state === "closed") return Promise.reject(new WsgateError("closed", "the client is closed"));
+    if (this._state === "closed") return Promise.reject(new WsgateError(ERROR.CLOSED, "the client is closed"));
     return new Promise((resolve, reject) => {
       const offOpen = this.on("open", () => {
         offOpen();
@@ -161,30 +169,30 @@ export class WsgateClient {
         if (s !== "closed") return;
         offOpen();
         offState();
-        reject(new WsgateError("closed", "the client closed before it connected"));
+        reject(new WsgateError(ERROR.CLOSED, "the client closed before it connected"));
       });
     });
   }
 
   /** Publishes to the service (`<prefix>.send.<svc>.<user>`); queued while reconnecting. */
   send(data: DataInput): void {
-    this.enqueue(JSON.stringify({ type: "message", ...encode(data) }), null);
+    this.enqueue(frame({ type: "message", ...encode(data) }), null);
   }
 
   /** Calls `<prefix>.call.<svc>.<method>` and resolves with the service's answer. */
   request(method: string, data: DataInput = "", options: { timeout?: number } = {}): Promise<Data> {
-    if (this._state === "closed") return Promise.reject(new WsgateError("closed", "the client is closed"));
+    if (this._state === "closed") return Promise.reject(new WsgateError(ERROR.CLOSED, "the client is closed"));
     const timeout = options.timeout ?? this.opts.requestTimeoutMs ?? 10_000;
     const id = "c" + (++this.nextId).toString(36);
-    const frame = JSON.stringify({ type: "request", id, method, ...encode(data), timeout });
+    const call = frame({ type: "request", id, method, ...encode(data), timeout });
     return new Promise<Data>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.calls.delete(id);
-        reject(new WsgateError("timeout", `no answer within ${timeout} ms`));
+        reject(new WsgateError(ERROR.TIMEOUT, `no answer within ${timeout} ms`));
       }, timeout);
       this.calls.set(id, { resolve, reject, timer, sent: false });
       try {
-        this.enqueue(frame, id);
+        this.enqueue(call, id);
       } catch (err) {
         clearTimeout(timer);
         this.calls.delete(id);
@@ -251,7 +259,7 @@ export class WsgateClient {
     this.openedAt = Date.now();
     // Always first: with the mailbox on, the gateway holds this socket's messages until it
     // knows where the client is, so nothing is missed or sent twice across a reconnect.
-    ws.send(JSON.stringify(this._lastSeq > 0 ? { type: "resume", after: this._lastSeq } : { type: "resume" }));
+    ws.send(frame(this._lastSeq > 0 ? { type: "resume", after: this._lastSeq } : { type: "resume" }));
     const queued = this.queue;
     this.queue = [];
     for (const q of queued) {
@@ -267,24 +275,25 @@ export class WsgateClient {
   }
 
   private lost(code: number, reason: string) {
+    this._lastClose = { code, reason };
     // Sent calls may or may not have run: the caller decides whether to retry.
     for (const [id, call] of this.calls) {
       if (!call.sent) continue;
       this.calls.delete(id);
       clearTimeout(call.timer);
-      call.reject(new WsgateError("disconnected", "the connection closed before the answer came"));
+      call.reject(new WsgateError(ERROR.DISCONNECTED, "the connection closed before the answer came"));
     }
     if (this.closing) return this.finish({ code, reason, reconnect: false, delayMs: 0 });
     if (this.openedAt > 0 && Date.now() - this.openedAt >= STABLE_MS) this.attempt = 0;
     this.openedAt = 0;
     const max = this.opts.maxAttempts ?? Infinity;
-    if (!reconnects(code, reason) || this.attempt >= max) {
+    if (!shouldReconnect(code) || this.attempt >= max) {
       this.closing = true;
       return this.finish({ code, reason, reconnect: false, delayMs: 0 });
     }
     const initial = this.opts.backoff?.initialMs ?? 250;
     // Draining node or expired token: come back at once, spread over the first step only.
-    const ceiling = code === CLOSE.GOING_AWAY.code || code === CLOSE.TOKEN_EXPIRED.code ? initial : Math.min(this.opts.backoff?.maxMs ?? 30_000, initial * 2 ** this.attempt);
+    const ceiling = reconnectAtOnce(code) ? initial : Math.min(this.opts.backoff?.maxMs ?? 30_000, initial * 2 ** this.attempt);
     const delayMs = Math.floor(Math.random() * ceiling);
     this.attempt++;
     this.setState("reconnecting");
@@ -296,9 +305,10 @@ export class WsgateClient {
   }
 
   private finish(info: CloseInfo) {
+    this._lastClose = { code: info.code, reason: info.reason };
     for (const call of this.calls.values()) {
       clearTimeout(call.timer);
-      call.reject(new WsgateError("closed", "the client closed"));
+      call.reject(new WsgateError(ERROR.CLOSED, "the client closed"));
     }
     this.calls.clear();
     this.queue = [];
@@ -311,6 +321,7 @@ export class WsgateClient {
 
   private onFrame(ws: WebSocketLike, raw: unknown) {
     if (this.ws !== ws || typeof raw !== "string") return;
+    // A ServerFrame, read field by field: nothing in it is trusted.
     let f: { type?: unknown; id?: unknown; data?: unknown; encoding?: unknown; seq?: unknown; code?: unknown; message?: unknown };
     try {
       f = JSON.parse(raw);
@@ -357,16 +368,16 @@ export class WsgateClient {
     const handler = this.handler;
     // Replies go on the socket the request came on or nowhere: the gateway forgets a
     // socket's requests when it closes (the requester is told at once).
-    const reply = (frame: object) => {
-      if (this.ws === ws && ws.readyState === OPEN) ws.send(JSON.stringify(frame));
+    const reply = (f: ClientFrame) => {
+      if (this.ws === ws && ws.readyState === OPEN) ws.send(frame(f));
     };
-    if (!handler) return reply({ type: "error", id, code: "no_handler", message: "this client answers no requests" });
+    if (!handler) return reply({ type: "error", id, code: ERROR.NO_HANDLER, message: "this client answers no requests" });
     new Promise<DataInput | void>((resolve) => resolve(handler(data, { id }))).then(
       (value) => reply({ type: "reply", id, ...encode(value ?? "") }),
       (err: unknown) => {
         const code = (err as { code?: unknown })?.code;
         const message = err instanceof Error ? err.message : String(err);
-        reply({ type: "error", id, code: typeof code === "string" && ERROR_CODE.test(code) ? code : "client_error", message: message.slice(0, 1024) });
+        reply({ type: "error", id, code: typeof code === "string" && isId(code) ? code : ERROR.CLIENT_ERROR, message: message.slice(0, 1024) });
       },
     );
   }
@@ -378,8 +389,8 @@ export class WsgateClient {
       ws.send(frame);
       return;
     }
-    if (this._state === "closed") throw new WsgateError("closed", "the client is closed");
-    if (this.queue.length >= (this.opts.maxQueued ?? 1000)) throw new WsgateError("queue_full", "too many frames waiting for the connection");
+    if (this._state === "closed") throw new WsgateError(ERROR.CLOSED, "the client is closed");
+    if (this.queue.length >= (this.opts.maxQueued ?? 1000)) throw new WsgateError(ERROR.QUEUE_FULL, "too many frames waiting for the connection");
     this.queue.push({ frame, call });
   }
 
@@ -406,15 +417,9 @@ export function connect(url: string, options?: ClientOptions): WsgateClient {
   return new WsgateClient(url, options);
 }
 
-/** Whether the close-code table lets a client come back after this close. */
-export function reconnects(code: number, reason: string): boolean {
-  let byCode: boolean | undefined;
-  for (const c of Object.values(CLOSE)) {
-    if (c.code !== code) continue;
-    if (c.reason === reason) return c.reconnect;
-    byCode = byCode || c.reconnect;
-  }
-  return byCode ?? true;
+/** Every frame the client sends is one of the protocol's. */
+function frame(f: ClientFrame): string {
+  return JSON.stringify(f);
 }
 
 function resolveUrl(url: string): string {

@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { bunClient, cookie, tryUpgrade, wsPackageClient } from "./helpers/clients.ts";
-import { type Gateway, type Nats, RUNTIMES, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
+import { nodeLts } from "./helpers/node-lts.ts";
+import { type Gateway, type Nats, type Runtime, RUNTIMES, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -21,11 +22,23 @@ afterAll(async () => {
   if (nats) await stopNatsAndClean(nats);
 });
 
-for (const runtime of RUNTIMES) {
-  describe(`${runtime}: NATS mode`, () => {
+/** Each runtime, and the Node adapter again on each Node LTS line (NODE_BIN picks the binary in scripts/start.sh). */
+type Variant = { runtime: Runtime; label: string; env: Record<string, string>; skip?: string };
+const VARIANTS: Variant[] = RUNTIMES.flatMap((runtime): Variant[] => {
+  if (runtime !== "node") return [{ runtime, label: runtime, env: {} }];
+  const lts = ([22, 24] as const).map(nodeLts).map((n): Variant => ("bin" in n ? { runtime, label: `node${n.major}`, env: { NODE_BIN: n.bin } } : { runtime, label: `node${n.major}`, env: {}, skip: n.skip }));
+  return [{ runtime, label: "node", env: {} }, ...lts];
+});
+
+for (const { runtime, label, env: runtimeEnv, skip } of VARIANTS) {
+  if (skip) {
+    describe.skip(`${label}: skipped: ${skip}`, () => test("conformance", () => {}));
+    continue;
+  }
+  describe(`${label}: NATS mode`, () => {
     let gw: Gateway;
     beforeAll(async () => {
-      gw = await startGateway(runtime, { env: { NATS_URL: nats.url, WSGATE_MAILBOX: "off" } });
+      gw = await startGateway(runtime, { env: { ...runtimeEnv, NATS_URL: nats.url, WSGATE_MAILBOX: "off" } });
       await waitFor("readyz 200", async () => (await fetch(`${gw.http}/readyz`)).status === 200);
     });
     afterAll(async () => {
@@ -84,13 +97,13 @@ for (const runtime of RUNTIMES) {
     });
 
     test("client frames go to ws.send.<svc>.<user> unchanged, with connection, node and frame headers", async () => {
-      const sub = nc.subscribe(`ws.send.conf-${runtime}.alice`);
+      const sub = nc.subscribe(`ws.send.conf-${label}.alice`);
       const got: { data: Uint8Array; conn?: string; node?: string; frame?: string }[] = [];
       void (async () => {
         for await (const m of sub) got.push({ data: m.data, conn: m.headers?.get("Ws-Conn"), node: m.headers?.get("Ws-Node"), frame: m.headers?.get("Ws-Frame") });
       })();
       await nc.flush();
-      const c = await bunClient(gw.ws, { Cookie: cookie(`conf-${runtime}`, "alice") });
+      const c = await bunClient(gw.ws, { Cookie: cookie(`conf-${label}`, "alice") });
       const binary = new Uint8Array([0, 1, 2, 0xff, 0xfe]);
       c.send("héllo wörld");
       c.send(binary);
@@ -107,7 +120,7 @@ for (const runtime of RUNTIMES) {
     });
 
     test("NATS → client: text when valid UTF-8, binary otherwise or when Ws-Frame says so, in publish order", async () => {
-      const svc = `conf-${runtime}`;
+      const svc = `conf-${label}`;
       const c = await bunClient(gw.ws, { Cookie: cookie(svc, "bob") });
       await waitFor("subscription on the server", async () => (await nats.subsOf(gw.nodeId)).includes(`ws.recv.${svc}.bob`));
       nc.publish(`ws.recv.${svc}.bob`, enc.encode("plain ✓"));
@@ -125,7 +138,7 @@ for (const runtime of RUNTIMES) {
     });
 
     test("one subscription per user: made on the first connection, kept while any remains, dropped with the last", async () => {
-      const svc = `conf-${runtime}`;
+      const svc = `conf-${label}`;
       const subject = `ws.recv.${svc}.carol`;
       const count = async () => (await nats.subsOf(gw.nodeId)).filter((s) => s === subject).length;
       const a = await bunClient(gw.ws, { Cookie: cookie(svc, "carol") });
@@ -148,18 +161,18 @@ for (const runtime of RUNTIMES) {
     });
 
     test("POST /v1/publish/<svc>/<user> publishes to the user's subject", async () => {
-      const sub = nc.subscribe(`ws.recv.conf-${runtime}.dave`, { max: 1 });
+      const sub = nc.subscribe(`ws.recv.conf-${label}.dave`, { max: 1 });
       await nc.flush();
-      const res = await fetch(`${gw.http}/v1/publish/conf-${runtime}/dave`, { method: "POST", body: "via http" });
+      const res = await fetch(`${gw.http}/v1/publish/conf-${label}/dave`, { method: "POST", body: "via http" });
       expect(res.status).toBe(202);
       for await (const m of sub) expect(dec.decode(m.data)).toBe("via http");
-      const bad = await fetch(`${gw.http}/v1/publish/conf-${runtime}/da.ve`, { method: "POST", body: "x" });
+      const bad = await fetch(`${gw.http}/v1/publish/conf-${label}/da.ve`, { method: "POST", body: "x" });
       expect(bad.status).toBe(400);
       expect(await bad.text()).toContain("user must match");
     });
 
     test("the wscat CLI can talk to it (the websocat stand-in)", async () => {
-      const svc = `conf-${runtime}`;
+      const svc = `conf-${label}`;
       const sub = nc.subscribe(`ws.send.${svc}.erin`, { max: 1 });
       await nc.flush();
       const cli = Bun.spawn(["node_modules/.bin/wscat", "-c", gw.ws, "-H", `Cookie: ${cookie(svc, "erin")}`], {
@@ -187,8 +200,8 @@ for (const runtime of RUNTIMES) {
     });
 
     test("SIGTERM drains: clients get 1001, the process exits 0", async () => {
-      const other = await startGateway(runtime, { env: { NATS_URL: nats.url, WSGATE_MAILBOX: "off" } });
-      const c = await wsPackageClient(other.ws, { Cookie: cookie(`conf-${runtime}`, "frank") });
+      const other = await startGateway(runtime, { env: { ...runtimeEnv, NATS_URL: nats.url, WSGATE_MAILBOX: "off" } });
+      const c = await wsPackageClient(other.ws, { Cookie: cookie(`conf-${label}`, "frank") });
       const code = await other.stop("SIGTERM");
       expect((await c.closed).code).toBe(1001);
       expect(code).toBe(0);
@@ -196,10 +209,10 @@ for (const runtime of RUNTIMES) {
     });
   });
 
-  describe(`${runtime}: embedded broker (no NATS_URL)`, () => {
+  describe(`${label}: embedded broker (no NATS_URL)`, () => {
     let gw: Gateway;
     beforeAll(async () => {
-      gw = await startGateway(runtime);
+      gw = await startGateway(runtime, { env: runtimeEnv });
     });
     afterAll(async () => {
       await gw?.stop("SIGKILL");

@@ -386,7 +386,7 @@ for (const runtime of RUNTIMES) {
       ok.ws.close();
     });
 
-    test("a message flood from one client closes it with 1008 and is counted; a reference user is unaffected", async () => {
+    test("a message flood from one client closes it with 4003 and is counted; a reference user is unaffected", async () => {
       const ref = await referenceUser(gw, { Cookie: "service=lim; user=ref" }, "lim", "ref");
       const flooder = await client(gw, { Cookie: "service=lim; user=flooder" });
       const published: number[] = [];
@@ -400,12 +400,12 @@ for (const runtime of RUNTIMES) {
       // One frame over the burst: the close code reaches the client on every runtime.
       const over = await client(gw, { Cookie: "service=lim; user=over" });
       for (let i = 0; i < 51; i++) over.ws.send(`burst ${i}`);
-      expect(await over.closed).toEqual({ code: 1008, reason: "message rate over limit" });
+      expect(await over.closed).toEqual({ code: 4003, reason: "message rate over limit" });
       for (let i = 0; i < 5_000 && flooder.ws.readyState === WebSocket.OPEN; i++) flooder.ws.send(`flood ${i}`);
       const closed = await flooder.closed;
       // Deno drops a closing socket as soon as another frame arrives, before its close frame is
       // out, so a client that keeps flooding sees 1006 there; it is closed all the same.
-      expect(runtime === "deno" ? [1008, 1006] : [1008]).toContain(closed.code);
+      expect(runtime === "deno" ? [4003, 1006] : [4003]).toContain(closed.code);
       await waitFor("both counted", async () => (await gw.metric("wsgate_rate_limited_total")) === before + 2);
       // Only the burst got through; everything after the limit was refused, not queued.
       expect(published.length).toBeLessThanOrEqual(50 + 50);

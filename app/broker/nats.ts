@@ -1,23 +1,17 @@
 // NATS broker: one core subscription per served user subject, shared delivery callback.
-import { connect, createInbox, headers as natsHeaders, Match, RequestError } from "@nats-io/transport-node";
-import type { Msg, MsgCallback, NatsConnection, Subscription } from "@nats-io/transport-node";
-import type { Broker, BrokerHooks, BrokerState, FrameHint } from "./broker.ts";
-import { HEADER, NotStored, parseFrameHint, StoreUnconfirmed } from "./broker.ts";
+import { connect, createInbox, credsAuthenticator, errors, headers as natsHeaders, Match, nkeyAuthenticator } from "@nats-io/transport-node";
+import type { ConnectionOptions, Msg, MsgCallback, NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Broker, BrokerHooks, BrokerState } from "./broker.ts";
+import { HEADER, parseFrameHint } from "./broker.ts";
+import type { HeaderScan } from "./nats-headers.ts";
+import { type LeanProtocol, LeanSub, type LeanSubKind, leanProtocol, leanSubscribe, leanUnsubscribe, readHeaders, subjectOf } from "./nats-internals.ts";
+import type { NatsLink } from "./nats-link.ts";
+import { downSignal, publishStored } from "./nats-stored.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
 
-const BACKOFF_MIN_MS = 250;
-const BACKOFF_MAX_MS = 5_000;
 /** The queue group of service → client request subscriptions: one node answers each request. */
 const REQUEST_QUEUE = "wsgate";
-/**
- * How long a stored publish waits for the stream, retries included. A stream whose leader
- * died has none for 4-8 s on nats-server 2.9 (three-node cluster, measured): the caller
- * hears "not stored, retry" within this bound instead of hanging through the election.
- */
-const STORED_ACK_MS = 5_000;
-const STORED_RETRY = { minMs: 100, maxMs: 1_000 };
-const ackDecoder = new TextDecoder();
 
 export class NatsBroker implements Broker {
   readonly kind = "nats";
@@ -37,11 +31,15 @@ export class NatsBroker implements Broker {
   private lean: LeanProtocol | null = null;
   /** settles when the current connection drops: a stored publish stops waiting for an answer that cannot come */
   private linkDown = downSignal();
+  private readonly connection = () => ({ nc: this.nc, down: this.linkDown });
+
+  /** whether each fast path of nats-internals.ts is the one running (tests/nats-internals.test.ts) */
+  private readonly fastPaths = { leanSubscriptions: false, headerFallbacks: 0 };
 
   constructor(
-    private servers: string,
-    private name: string,
-    private hooks: BrokerHooks,
+    private readonly link: NatsLink,
+    private readonly name: string,
+    private readonly hooks: BrokerHooks,
   ) {
     const deliver = hooks.deliver;
     const scan: HeaderScan = { seq: 0, prev: 0, hint: undefined };
@@ -52,19 +50,13 @@ export class NatsBroker implements Broker {
         log("warn", "nats subscription error", { error: String(err) });
         return;
       }
-      // The subscription's own subject string: no decoding per message, and its hash is cached.
-      const sub = this.lean?.subscriptions.get(msg.sid);
-      const subject = sub instanceof LeanSub ? sub.subject : msg.subject;
-      const raw = rawHeaders(msg);
-      if (raw === null) {
-        const h = msg.headers;
-        if (!h) return deliver(subject, msg.data, undefined, 0, 0);
-        const seq = Number(h.last("Nats-Sequence")) || 0;
-        return deliver(subject, msg.data, parseFrameHint(h.get(HEADER.frame, Match.IgnoreCase)), seq, seq ? Number(h.last("Nats-Last-Sequence")) || 0 : 0);
-      }
-      if (raw === NO_HEADERS) return deliver(subject, msg.data, undefined, 0, 0);
-      scanHeaders(raw, (msg as unknown as RawMsg)._msg.hdr, scan);
-      deliver(subject, msg.data, scan.hint, scan.seq, scan.seq ? scan.prev : 0);
+      const subject = subjectOf(this.lean, msg);
+      if (readHeaders(msg, scan)) return deliver(subject, msg.data, scan.hint, scan.seq, scan.seq ? scan.prev : 0);
+      if (this.fastPaths.headerFallbacks++ === 0) log("warn", "nats.js message internals changed: reading headers the slow way (see app/broker/nats-internals.ts)");
+      const h = msg.headers;
+      if (!h) return deliver(subject, msg.data, undefined, 0, 0);
+      const seq = Number(h.last("Nats-Sequence")) || 0;
+      deliver(subject, msg.data, parseFrameHint(h.get(HEADER.frame, Match.IgnoreCase)), seq, seq ? Number(h.last("Nats-Last-Sequence")) || 0 : 0);
     };
     const request = hooks.request;
     this.onRequest = (err, msg) => {
@@ -99,25 +91,24 @@ export class NatsBroker implements Broker {
     this.hooks.onState(s);
   }
 
+  /** Which nats.js fast paths run on the installed client: both on, 0 fallbacks, unless nats.js changed shape. */
+  internals(): { leanSubscriptions: boolean; headerFallbacks: number } {
+    return { ...this.fastPaths };
+  }
+
   start(): Promise<void> {
+    log("info", "nats settings", this.link.describe);
     void this.connectLoop();
     return Promise.resolve();
   }
 
   private async connectLoop() {
-    let wait = BACKOFF_MIN_MS;
+    const options = connectOptions(this.link, this.name);
     let attempt = 0;
     while (!this.stopping) {
       attempt++;
       try {
-        const nc = await connect({
-          servers: this.servers.split(","),
-          name: this.name,
-          maxReconnectAttempts: -1,
-          reconnectTimeWait: 500,
-          pingInterval: 10_000,
-          timeout: 3_000,
-        });
+        const nc = await connect(options);
         if (this.stopping) {
           await nc.close();
           return;
@@ -128,6 +119,8 @@ export class NatsBroker implements Broker {
         this.nc = nc;
         this.linkDown = downSignal();
         this.lean = leanProtocol(nc);
+        this.fastPaths.leanSubscriptions = this.lean !== null;
+        if (!this.lean) log("warn", "nats.js protocol internals changed: stock subscriptions (~1.1 KB each) instead of lean ones (see app/broker/nats-internals.ts)");
         this.hooks.rewatchAll();
         this.setState("connected");
         void this.watchStatus(nc);
@@ -138,11 +131,12 @@ export class NatsBroker implements Broker {
         if (this.stopping) return;
         log("error", "nats connection closed; connecting again", { error: err ? String(err) : undefined });
         this.setState("connecting");
-        wait = BACKOFF_MIN_MS;
+        attempt = 0;
       } catch (err) {
-        log("warn", "nats unreachable; retrying", { servers: this.servers, attempt, retryInMs: wait, error: String(err) });
-        await new Promise((r) => setTimeout(r, wait));
-        wait = Math.min(wait * 2, BACKOFF_MAX_MS);
+        const retryInMs = backoff(attempt - 1);
+        const why = connectFailure(err, this.link);
+        log(why.level, why.message, { servers: this.link.redacted, ...why.fields, attempt, retryInMs, error: String(err) });
+        await new Promise((r) => setTimeout(r, retryInMs));
       }
     }
   }
@@ -150,16 +144,15 @@ export class NatsBroker implements Broker {
   /** Retries the connection's preparation (mailbox streams) until it works or the connection goes. */
   private async prepare(nc: NatsConnection) {
     if (!this.hooks.prepare) return;
-    let wait = BACKOFF_MIN_MS;
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
       try {
         await this.hooks.prepare(nc);
         return;
       } catch (err) {
         if (this.stopping || nc.isClosed()) throw err;
-        log("error", "broker connected but not usable yet; retrying", { retryInMs: wait, error: String(err) });
-        await new Promise((r) => setTimeout(r, wait));
-        wait = Math.min(wait * 2, BACKOFF_MAX_MS);
+        const retryInMs = backoff(attempt);
+        log("error", "broker connected but not usable yet; retrying", { retryInMs, error: String(err) });
+        await new Promise((r) => setTimeout(r, retryInMs));
       }
     }
   }
@@ -195,38 +188,8 @@ export class NatsBroker implements Broker {
     }
   }
 
-  async publishStored(subject: string, data: Uint8Array, hdrs?: Record<string, string>, msgId?: string): Promise<void> {
-    let h: ReturnType<typeof natsHeaders> | undefined;
-    if (hdrs || msgId) {
-      h = natsHeaders();
-      for (const k in hdrs) h.set(k, hdrs[k]);
-      if (msgId) h.set("Nats-Msg-Id", msgId);
-    }
-    const deadline = Date.now() + STORED_ACK_MS;
-    for (let attempt = 0; ; attempt++) {
-      const nc = this.nc;
-      if (!nc) throw new NotStored("nats is not connected");
-      let why: string;
-      try {
-        // A request sent on a connection that then drops gets no answer (nor a timeout
-        // until the deadline): what happened to it is unknown at once.
-        const m = await Promise.race([nc.request(subject, data, { timeout: Math.max(1, deadline - Date.now()), headers: h }), this.linkDown.promise]);
-        if (!m) throw new StoreUnconfirmed("the NATS connection dropped before the stream answered");
-        const ack = JSON.parse(ackDecoder.decode(m.data)) as { stream?: string; error?: { description?: string } };
-        if (ack.stream && !ack.error) return;
-        why = ack.error?.description ?? "the stream gave no acknowledgement";
-      } catch (err) {
-        // Only "nobody listens on the subject" proves the message went nowhere: while a
-        // replicated stream has no leader, no server takes its subjects. Anything else
-        // (a timeout, a lost connection) leaves the message's fate unknown.
-        if (err instanceof StoreUnconfirmed) throw err;
-        if (!(err instanceof RequestError && err.isNoResponders())) throw new StoreUnconfirmed(`no acknowledgement from the stream: ${err}`);
-        why = "no stream takes the subject right now (no leader, or the mailbox stream is missing)";
-      }
-      const wait = backoff(attempt, STORED_RETRY);
-      if (Date.now() + wait >= deadline) throw new NotStored(why);
-      await new Promise((r) => setTimeout(r, wait));
-    }
+  publishStored(subject: string, data: Uint8Array, hdrs?: Record<string, string>, msgId?: string): Promise<void> {
+    return publishStored(this.connection, subject, data, hdrs, msgId);
   }
 
   watch(subject: string): LeanSub | Subscription | null {
@@ -241,11 +204,10 @@ export class NatsBroker implements Broker {
     // Before the first connection there is nothing to subscribe on; rewatchAll() catches up.
     const nc = this.nc;
     if (!nc) return null;
-    const proto = leanProtocol(nc);
+    const proto = this.lean;
     if (!proto) return nc.subscribe(subject, { queue: Kind.prototype.queue, callback: Kind.prototype.callback });
     const sub = new Kind(subject);
-    proto.subscriptions.add(sub);
-    proto._sub(sub);
+    leanSubscribe(proto, sub);
     return sub;
   }
 
@@ -263,13 +225,7 @@ export class NatsBroker implements Broker {
   }
 
   unwatch(handle: unknown) {
-    if (handle instanceof LeanSub) {
-      const proto = this.nc && leanProtocol(this.nc);
-      if (!proto || proto.subscriptions.get(handle.sid) !== handle) return; // its connection is gone
-      proto.unsub(handle);
-      proto.subscriptions.cancel(handle);
-      return;
-    }
+    if (handle instanceof LeanSub) return leanUnsubscribe(this.lean, handle);
     const sub = handle as Subscription | null;
     if (sub && !sub.isClosed()) sub.unsubscribe();
   }
@@ -288,160 +244,37 @@ export class NatsBroker implements Broker {
   }
 }
 
-/** A one-shot signal: `promise` resolves to null once fire() is called. */
-function downSignal(): { promise: Promise<null>; fire: () => void } {
-  let fire!: () => void;
-  const promise = new Promise<null>((r) => (fire = () => r(null)));
-  return { promise, fire };
+/** nats.js options from the link: credentials as options (never in the servers list), TLS from PEM texts. */
+export function connectOptions(link: NatsLink, name: string): ConnectionOptions {
+  const o: ConnectionOptions = {
+    servers: link.servers,
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    pingInterval: 10_000,
+    timeout: 3_000,
+  };
+  const a = link.auth;
+  const bytes = (s: string) => new TextEncoder().encode(s);
+  if (a.kind === "user") Object.assign(o, { user: a.user, pass: a.pass });
+  else if (a.kind === "token") o.token = a.token;
+  else if (a.kind === "nkey") o.authenticator = nkeyAuthenticator(bytes(a.seed));
+  else if (a.kind === "creds") o.authenticator = credsAuthenticator(bytes(a.creds));
+  if (link.tls) o.tls = { ...link.tls };
+  return o;
 }
 
-/**
- * The per-user interest, held as small as the NATS client allows. A stock nats.js
- * Subscription (iterator, timers, promises) costs ~1.1 KB of heap, more than an idle
- * socket; this is what the client's protocol handler actually touches for a callback
- * subscription: subject, sid, a received count, max, queue and the callback. Only the
- * subject and the sid differ from one subscription to the next, so only they are fields
- * (32 bytes); the rest sits on the prototype of each kind (LeanSub.kind). It is
- * registered with the handler's own subscription table, so the client still routes
- * MSGs to it by sid, re-sends it on reconnect and closes it with the connection.
- */
-export class LeanSub {
-  sid = 0;
-  constructor(readonly subject: string) {}
-  declare readonly callback: MsgCallback<Msg>;
-  declare readonly queue: string | undefined;
-  /**
-   * nats.js counts deliveries against `max` to unsubscribe after that many, which the gateway
-   * never asks for: neither needs keeping (its unsub() writes `max`, so both take writes).
-   */
-  get received(): number {
-    return 0;
+/** One log line an operator can act on for a failed connect; the error texts carry no secret (nats.js never sees one in a URL). */
+function connectFailure(err: unknown, link: NatsLink): { message: string; level: "warn" | "error"; fields: Record<string, string> } {
+  if (err instanceof errors.AuthorizationError || /authori[sz]ation|authentication/i.test(String(err))) {
+    return { message: "nats refused the gateway's credentials; retrying", level: "error", fields: { auth: link.describe.auth } };
   }
-  set received(_n: number) {}
-  get max(): undefined {
-    return undefined;
+  if (/certificate|tls|ssl|self.signed/i.test(String(err))) {
+    return { message: "nats TLS failed; retrying", level: "error", fields: { tls: link.describe.tls } };
   }
-  set max(_n: number | undefined) {}
-  close() {}
-  unsubscribe() {}
-
-  /** Makes `Kind` a class of lean subscriptions sharing one callback and queue group. */
-  static kind(Kind: LeanSubKind, callback: MsgCallback<Msg>, queue?: string): LeanSubKind {
-    // One level up, not on Kind.prototype: JSC sizes new objects by the data properties of their
-    // immediate prototype too (measured: 64 bytes each instead of 32).
-    const shared = Object.create(LeanSub.prototype, { callback: { value: callback }, queue: { value: queue } });
-    Object.setPrototypeOf(Kind.prototype, shared);
-    return Kind;
+  // TLS 1.3 reports a refused client certificate after the handshake; nats.js then only sees silence.
+  if (err instanceof errors.TimeoutError && link.tls && !link.tls.cert) {
+    return { message: "nats unreachable; retrying", level: "warn", fields: { hint: "no answer over TLS: does the server require a client certificate (NATS_TLS_CERT, NATS_TLS_KEY)?" } };
   }
-}
-
-type LeanSubKind = { new (subject: string): LeanSub; prototype: LeanSub };
-
-/** The parts of nats.js's protocol handler that LeanSub relies on. */
-type LeanProtocol = {
-  subscriptions: { add(s: LeanSub): LeanSub; get(sid: number): unknown; cancel(s: LeanSub): void };
-  _sub(s: LeanSub): void;
-  unsub(s: LeanSub): void;
-};
-
-/** The client's protocol handler when it has the shape LeanSub needs; otherwise stock subscriptions are used. */
-function leanProtocol(nc: NatsConnection): LeanProtocol | null {
-  const p = (nc as unknown as { protocol?: Partial<LeanProtocol> }).protocol;
-  return p && typeof p._sub === "function" && typeof p.unsub === "function" && typeof p.subscriptions?.add === "function"
-    ? (p as LeanProtocol)
-    : null;
-}
-
-/** What the live path reads from a message's headers; one object, filled again for each message. */
-export type HeaderScan = { seq: number; prev: number; hint: FrameHint };
-
-/** The parts of nats.js's MsgImpl that hold the undecoded message: `hdr` is the header block's length, -1 for none. */
-type RawMsg = { _msg: { hdr: number }; _rdata: Uint8Array };
-
-const NO_HEADERS = new Uint8Array(0);
-
-/**
- * The undecoded message, header block first (NO_HEADERS when it has none), or null
- * when the client's message object does not have the expected shape (then its public
- * `headers` are used). Building nats.js's MsgHdrs for every delivery (a decoded string, a
- * split, a Map of arrays, case-folded key searches) was most of what the mailbox's headers
- * cost the gateway per message.
- */
-function rawHeaders(msg: Msg): Uint8Array | null {
-  const r = msg as unknown as Partial<RawMsg>;
-  const hdr = r._msg?.hdr;
-  if (typeof hdr !== "number" || !(r._rdata instanceof Uint8Array)) return null;
-  return hdr > 0 ? r._rdata : NO_HEADERS;
-}
-
-const NATS_SEQUENCE = ascii("nats-sequence");
-const NATS_LAST_SEQUENCE = ascii("nats-last-sequence");
-const WS_FRAME = ascii(HEADER.frame.toLowerCase());
-const TEXT = ascii("text");
-const BINARY = ascii("binary");
-
-function ascii(s: string): Uint8Array {
-  return Uint8Array.from(s, (c) => c.charCodeAt(0));
-}
-
-/**
- * Reads Nats-Sequence, Nats-Last-Sequence and Ws-Frame from the first `end` bytes of a NATS
- * header block ("NATS/1.0\r\nName: value\r\n...\r\n"), allocating nothing. Names match
- * ignoring ASCII case, values are trimmed. For the sequences the last occurrence counts:
- * JetStream appends its own after whatever headers the publisher sent, so a publisher's
- * `Nats-Sequence` cannot stand in for the stream's. A sequence that is not a plain decimal
- * number reads as 0 (not a mailbox message).
- */
-export function scanHeaders(b: Uint8Array, end: number, out: HeaderScan): void {
-  out.seq = 0;
-  out.prev = 0;
-  out.hint = undefined;
-  let hintSeen = false;
-  let i = b.indexOf(10); // past the status line
-  if (i < 0 || i >= end) return;
-  i++;
-  while (i < end) {
-    const start = i;
-    let colon = -1;
-    while (i < end && b[i] !== 10) {
-      if (colon < 0 && b[i] === 58) colon = i;
-      i++;
-    }
-    const lineEnd = i > start && b[i - 1] === 13 ? i - 1 : i;
-    i++;
-    if (colon <= start) continue;
-    let v = colon + 1;
-    let ve = lineEnd;
-    while (v < ve && (b[v] === 32 || b[v] === 9)) v++;
-    while (ve > v && (b[ve - 1] === 32 || b[ve - 1] === 9)) ve--;
-    if (nameIs(b, start, colon, NATS_SEQUENCE)) out.seq = decimal(b, v, ve);
-    else if (nameIs(b, start, colon, NATS_LAST_SEQUENCE)) out.prev = decimal(b, v, ve);
-    else if (!hintSeen && nameIs(b, start, colon, WS_FRAME)) {
-      hintSeen = true;
-      out.hint = nameIs(b, v, ve, TEXT) ? "text" : nameIs(b, v, ve, BINARY) ? "binary" : undefined;
-    }
-  }
-}
-
-/** Whether b[from, to) equals the lower-case ASCII `name`, ignoring ASCII case. */
-function nameIs(b: Uint8Array, from: number, to: number, name: Uint8Array): boolean {
-  if (to - from !== name.length) return false;
-  for (let k = 0; k < name.length; k++) {
-    let c = b[from + k];
-    if (c >= 65 && c <= 90) c |= 32;
-    if (c !== name[k]) return false;
-  }
-  return true;
-}
-
-/** b[from, to) as a non-negative decimal integer; 0 when empty, not all digits, or beyond 2^53. */
-function decimal(b: Uint8Array, from: number, to: number): number {
-  if (from === to || to - from > 16) return 0;
-  let n = 0;
-  for (let k = from; k < to; k++) {
-    const d = b[k] - 48;
-    if (d < 0 || d > 9) return 0;
-    n = n * 10 + d;
-  }
-  return Number.isSafeInteger(n) ? n : 0;
+  return { message: "nats unreachable; retrying", level: "warn", fields: {} };
 }

@@ -1,6 +1,5 @@
 // The subject names are the public contract services rely on; build them in one place.
-
-export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+// Every name put in a subject token is checked first by the id rule in protocol/ids.ts.
 
 export type Subjects = {
   /** client → services */

@@ -1,8 +1,11 @@
 // The wsgate.v1 envelope: JSON text frames with a `type`, selected with the
 // `Sec-WebSocket-Protocol: wsgate.v1` subprotocol. Raw mode (no subprotocol) never sees these.
 import * as v from "valibot";
+import { ID_PATTERN, idError } from "../../protocol/ids.ts";
+import { type ClientFrame, FRAME_ID_PATTERN } from "../../protocol/envelope.ts";
 
-export const SUBPROTOCOL = "wsgate.v1";
+export { SUBPROTOCOL } from "../../protocol/envelope.ts";
+export type { ClientFrame } from "../../protocol/envelope.ts";
 
 const utf8 = new TextDecoder();
 
@@ -25,12 +28,8 @@ export function errorFrame(code: string, message: string, id?: string): string {
 
 // ---- Client → server frames ---------------------------------------------------------
 
-/** Ids name a pending request in a frame and in logs: printable ASCII, no spaces, bounded. */
-export const ID_RULE = /^[\x21-\x7e]{1,64}$/;
-/** Methods become a NATS subject token (`<prefix>.call.<svc>.<method>`). */
-export const METHOD_RULE = /^[A-Za-z0-9_-]{1,64}$/;
 
-const id = v.pipe(v.string("id must be a string"), v.regex(ID_RULE, "id must be 1 to 64 printable ASCII characters without spaces"));
+const id = v.pipe(v.string("id must be a string"), v.regex(FRAME_ID_PATTERN, "id must be 1 to 64 printable ASCII characters without spaces"));
 const data = v.optional(v.string("data must be a string (text, or base64 with \"encoding\":\"base64\")"), "");
 const encoding = v.optional(v.literal("base64", 'encoding must be "base64" when given'));
 
@@ -41,7 +40,7 @@ export const ClientFrameSchema = v.variant(
     v.object({
       type: v.literal("request"),
       id,
-      method: v.pipe(v.string("method must be a string"), v.regex(METHOD_RULE, "method must match ^[A-Za-z0-9_-]{1,64}$")),
+      method: v.pipe(v.string("method must be a string"), v.regex(ID_PATTERN, idError("method"))),
       data,
       encoding,
       /** ms the client waits; the gateway uses the smaller of this and WSGATE_CALL_TIMEOUT_MS */
@@ -52,7 +51,7 @@ export const ClientFrameSchema = v.variant(
     v.object({
       type: v.literal("error"),
       id,
-      code: v.optional(v.pipe(v.string("code must be a string"), v.regex(METHOD_RULE, "code must match ^[A-Za-z0-9_-]{1,64}$")), "client_error"),
+      code: v.optional(v.pipe(v.string("code must be a string"), v.regex(ID_PATTERN, idError("code"))), "client_error"),
       message: v.optional(v.pipe(v.string("message must be a string"), v.maxLength(1024, "message must be at most 1024 characters")), ""),
     }),
     v.object({
@@ -63,11 +62,22 @@ export const ClientFrameSchema = v.variant(
   'type must be one of "message", "request", "reply", "error", "resume"',
 );
 
-export type ClientFrame = v.InferOutput<typeof ClientFrameSchema>;
+// The schema accepts the frames protocol/envelope.ts describes, no more and no less: a frame
+// type, a field or a field's type that differs between the two fails the type check here.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Variant<U, T> = Extract<U, { type: T }>;
+type VariantsMatch<A extends { type: string }, B extends { type: string }> = {
+  [T in A["type"] | B["type"]]: Same<Variant<A, T>, Variant<B, T>> extends true ? Same<keyof Variant<A, T>, keyof Variant<B, T>> : false;
+}[A["type"] | B["type"]];
+const schemaMatchesProtocol: false extends VariantsMatch<v.InferInput<typeof ClientFrameSchema>, ClientFrame> ? never : true = true;
+void schemaMatchesProtocol;
+
+/** What the parser hands on: defaults filled in (`data` "", an error's `code` and `message`). */
+export type ParsedFrame = v.InferOutput<typeof ClientFrameSchema>;
 export type BadFrame = { bad: string; id?: string };
 
 /** A client's text frame as a checked envelope, or why it is not one (with its id when readable). */
-export function parseClientFrame(text: string): ClientFrame | BadFrame {
+export function parseClientFrame(text: string): ParsedFrame | BadFrame {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -85,7 +95,7 @@ export function parseClientFrame(text: string): ClientFrame | BadFrame {
       : issue.received === "undefined" && typeof key === "string"
         ? `${key} is required`
         : issue.message;
-  return typeof maybeId === "string" && ID_RULE.test(maybeId) ? { bad: message, id: maybeId } : { bad: message };
+  return typeof maybeId === "string" && FRAME_ID_PATTERN.test(maybeId) ? { bad: message, id: maybeId } : { bad: message };
 }
 
 /** The bytes a frame's `data` carries; null when base64 was announced but the text is not base64. */

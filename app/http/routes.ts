@@ -6,12 +6,14 @@ import { streamSSE } from "hono/streaming";
 import type { Context } from "hono";
 import type { EmbeddedBroker } from "../broker/embedded.ts";
 import { HEADER, NotStored } from "../broker/broker.ts";
-import type { Conn, Gateway } from "../core/gateway.ts";
+import type { Conn } from "../core/conn.ts";
+import type { Gateway } from "../core/gateway.ts";
+import { metricsResponse } from "../ops/metrics-route.ts";
+import { logRefusals } from "../ops/refusals.ts";
 import { type Identity, type IdentityError, isIdentityError } from "../security/identity.ts";
-import { Auth } from "../security/auth.ts";
-import { Security } from "../security/security.ts";
-import { ID_PATTERN } from "../core/subjects.ts";
-import { SUBPROTOCOL, toBase64 } from "../envelope/frames.ts";
+import { badIds, frameHeader, readBody } from "./input.ts";
+import { toBase64 } from "../envelope/frames.ts";
+import { SUBPROTOCOL } from "../../protocol/envelope.ts";
 import { requestRoutes } from "./rpc-routes.ts";
 
 /** Per request, the adapter says how to upgrade on its runtime. */
@@ -25,14 +27,12 @@ export type UpgradeEnv = {
   };
 };
 
-/** NATS's default max_payload: the broker would refuse anything larger. */
-const MAX_PUBLISH_BYTES = 1024 * 1024;
 /** becomes the stream's Nats-Msg-Id: a retried publish with the same key is stored once (2-minute window) */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
 
 export function routes(gw: Gateway): Hono<UpgradeEnv> {
   const app = new Hono<UpgradeEnv>();
-  const sec = (gw.security ??= new Security(gw.config, Auth.fromConfig(gw.config)));
+  const sec = gw.security;
 
   app.get("/healthz", (c) => c.text("ok\n"));
 
@@ -41,11 +41,8 @@ export function routes(gw: Gateway): Hono<UpgradeEnv> {
     return r.ok ? c.text("ready\n") : c.text(`not ready: ${r.reason}\n`, 503);
   });
 
-  app.get("/metrics", (c) =>
-    c.body(gw.metrics.render(gw.config.nodeId, gw.transport.runtime), 200, {
-      "content-type": "text/plain; version=0.0.4; charset=utf-8",
-    }),
-  );
+  // With WSGATE_METRICS_PORT the adapter serves metricsResponse on its own listener instead.
+  if (!gw.config.metrics) app.get("/metrics", () => metricsResponse(gw));
 
   // The service API (publish, embedded event stream) reaches every user: in production it
   // needs the operator's bearer token, and without one configured it stays shut.
@@ -64,19 +61,15 @@ export function routes(gw: Gateway): Hono<UpgradeEnv> {
 
   app.post("/v1/publish/:svc/:user", async (c) => {
     const { svc, user } = c.req.param();
-    if (!ID_PATTERN.test(svc)) return c.json({ error: "svc must match ^[A-Za-z0-9_-]{1,64}$" }, 400);
-    if (!ID_PATTERN.test(user)) return c.json({ error: "user must match ^[A-Za-z0-9_-]{1,64}$" }, 400);
-    const declared = Number(c.req.header("content-length") ?? 0);
-    if (declared > MAX_PUBLISH_BYTES) return c.json({ error: `body over ${MAX_PUBLISH_BYTES} bytes` }, 413);
-    const body = new Uint8Array(await c.req.arrayBuffer());
-    if (body.length > MAX_PUBLISH_BYTES) return c.json({ error: `body over ${MAX_PUBLISH_BYTES} bytes` }, 413);
-    if (gw.broker.state() !== "connected") return c.json({ error: `broker ${gw.broker.state()}` }, 503, { "Retry-After": "1" });
-    const frame = c.req.header(HEADER.frame);
-    if (frame !== undefined && frame !== "text" && frame !== "binary") {
-      return c.json({ error: `${HEADER.frame} must be text or binary` }, 400);
-    }
+    const bad = badIds(c, { svc, user });
+    if (bad) return bad;
+    const frame = frameHeader(c);
+    if (frame instanceof Response) return frame;
+    const body = await readBody(c);
+    if (body instanceof Response) return body;
     const key = c.req.header("idempotency-key");
     if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) return c.json({ error: "Idempotency-Key must be 1 to 128 visible ASCII characters" }, 400);
+    if (gw.broker.state() !== "connected") return c.json({ error: `broker ${gw.broker.state()}` }, 503, { "Retry-After": "1" });
     const subject = gw.subjects.recv(svc, user);
     const headers = frame ? { [HEADER.frame]: frame } : undefined;
     try {
@@ -120,8 +113,8 @@ export function routes(gw: Gateway): Hono<UpgradeEnv> {
   };
   requestRoutes(app, gw);
 
-  app.get("/ws", upgrade);
-  app.get("/ws/*", upgrade);
+  app.get("/ws", logRefusals(upgrade));
+  app.get("/ws/*", logRefusals(upgrade));
 
   app.notFound((c) => c.text("not found\n", 404));
   app.onError((err, c) => c.text(`internal error: ${err.message}\n`, 500));
@@ -136,7 +129,8 @@ export function embeddedRoutes(app: Hono<UpgradeEnv>, gw: Gateway, broker: Embed
   const sendPrefix = gw.subjects.send("", "").slice(0, -1); // "<prefix>.send."
   app.get("/v1/messages/:svc", (c) => {
     const svc = c.req.param("svc");
-    if (!ID_PATTERN.test(svc)) return c.json({ error: "svc must match ^[A-Za-z0-9_-]{1,64}$" }, 400);
+    const bad = badIds(c, { svc });
+    if (bad) return bad;
     const prefix = sendPrefix + svc + ".";
     return streamSSE(c, async (stream) => {
       const queue: string[] = [];

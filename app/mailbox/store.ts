@@ -11,6 +11,7 @@ import { type MsgHdrs, type NatsConnection, TimeoutError } from "@nats-io/transp
 import type { MailboxConfig } from "../ops/config.ts";
 import type { Subjects } from "../core/subjects.ts";
 import { log } from "../ops/log.ts";
+import { backoff } from "../util/backoff.ts";
 import { ensureMailbox, explainPlacement, PlacementRefused, upsert } from "./streams.ts";
 
 const NS_PER_S = 1_000_000_000;
@@ -115,7 +116,8 @@ export class MailboxStore {
     // nats-server 2.9 may still be removing the old stream's files: a stream of the same
     // name made at once lost or could not read back some of its first messages (measured).
     await new Promise((r) => setTimeout(r, RECREATE_DELAY_MS));
-    for (let wait = 250; !nc.isClosed(); wait = Math.min(wait * 2, 5_000)) {
+    for (let attempt = 0; !nc.isClosed(); attempt++) {
+      const wait = backoff(attempt);
       try {
         await this.attach(nc);
         log("info", "mailbox stream created again", { stream: name });

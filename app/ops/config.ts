@@ -1,8 +1,10 @@
 // Configuration comes only from environment variables, validated once at start.
 // A bad value must stop the process with one line naming the variable and the rule.
 import * as v from "valibot";
+import { NATS_ENV, type NatsSettings, natsSettings, redactNatsUrl } from "../broker/nats-options.ts";
+import { crossChecks, unknownNames } from "./config-rules.ts";
 
-const ID_RULE = /^[A-Za-z0-9_-]{1,64}$/;
+import { ID_PATTERN, idError } from "../../protocol/ids.ts";
 
 const int = (name: string, min: number, max: number, dflt: number) =>
   v.pipe(
@@ -75,12 +77,6 @@ export type SecurityConfig = {
 };
 
 function securityConfig(e: v.InferOutput<v.ObjectSchema<typeof SECURITY_ENV, undefined>>): SecurityConfig {
-  if (e.WSGATE_JWT_SECRET && e.WSGATE_JWT_PUBLIC_KEY) {
-    throw new ConfigError("config: WSGATE_JWT_SECRET and WSGATE_JWT_PUBLIC_KEY rejected: set one of them, not both");
-  }
-  if (!e.WSGATE_TLS_CERT !== !e.WSGATE_TLS_KEY) {
-    throw new ConfigError(`config: ${e.WSGATE_TLS_CERT ? "WSGATE_TLS_KEY" : "WSGATE_TLS_CERT"}="" rejected: WSGATE_TLS_CERT and WSGATE_TLS_KEY go together`);
-  }
   return {
     jwtSecret: e.WSGATE_JWT_SECRET,
     jwtPublicKey: e.WSGATE_JWT_PUBLIC_KEY,
@@ -103,6 +99,8 @@ function securityConfig(e: v.InferOutput<v.ObjectSchema<typeof SECURITY_ENV, und
 
 const EnvSchema = v.object({
   ...SECURITY_ENV,
+  // ---- NATS credentials and TLS: NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE, NATS_CREDS_FILE, NATS_TLS_* (app/broker/nats-options.ts) ----
+  ...NATS_ENV,
   PORT: int("PORT", 0, 65535, 8080),
   HOST: v.optional(v.pipe(v.string(), v.minLength(1, "HOST must not be empty")), "0.0.0.0"),
   NATS_URL: v.optional(
@@ -115,11 +113,14 @@ const EnvSchema = v.object({
     v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, "WSGATE_SUBJECT_PREFIX must be dot-separated tokens of A-Z a-z 0-9 _ -")),
     "ws",
   ),
-  WSGATE_NODE_ID: v.optional(v.pipe(v.string(), v.regex(ID_RULE, "WSGATE_NODE_ID must match ^[A-Za-z0-9_-]{1,64}$"))),
+  WSGATE_NODE_ID: v.optional(v.pipe(v.string(), v.regex(ID_PATTERN, idError("WSGATE_NODE_ID")))),
   WSGATE_WORKERS: int("WSGATE_WORKERS", 1, 64, 1),
   /** set by scripts/start.sh for each worker it starts */
   WSGATE_WORKER: v.optional(int("WSGATE_WORKER", 1, 64, 1)),
-  WSGATE_MAX_CONNECTIONS: int("WSGATE_MAX_CONNECTIONS", 1, 10_000_000, 1_000_000),
+  // Unset: the open-files limit (less a reserve) is the cap, applied once the adapter has read it.
+  WSGATE_MAX_CONNECTIONS: v.optional(int("WSGATE_MAX_CONNECTIONS", 1, 10_000_000, 1_000_000)),
+  WSGATE_METRICS_PORT: v.optional(int("WSGATE_METRICS_PORT", 1, 65535, 9090)),
+  WSGATE_METRICS_HOST: v.optional(v.pipe(v.string(), v.minLength(1, "WSGATE_METRICS_HOST must not be empty"))),
   WSGATE_MAX_MESSAGE_BYTES: int("WSGATE_MAX_MESSAGE_BYTES", 16, 64 * 1024 * 1024, 64 * 1024),
   WSGATE_IDLE_TIMEOUT_S: int("WSGATE_IDLE_TIMEOUT_S", 0, 960, 120),
   WSGATE_DRAIN_TIMEOUT_MS: int("WSGATE_DRAIN_TIMEOUT_MS", 0, 600_000, 10_000),
@@ -142,12 +143,22 @@ const EnvSchema = v.object({
 export type Config = SecurityConfig & {
   port: number;
   host: string;
+  /** NATS_URL for logs: passwords and tokens in it replaced by *** (connect with `nats`) */
   natsUrl: string | undefined;
+  /** servers without credentials, the credentials, TLS files; null: embedded broker */
+  nats: NatsSettings | null;
   prefix: string;
   nodeId: string;
   /** processes sharing the port (SO_REUSEPORT); each is a node of its own */
+  /** this process's index under the supervisor (WSGATE_WORKER), null when it runs alone */
+  worker: number | null;
   workers: number;
+  /** the upper bound; below it the open-files limit less a reserve also caps (gateway) */
   maxConnections: number;
+  /** WSGATE_MAX_CONNECTIONS was given: warn when the open-files limit cannot hold it */
+  maxConnectionsSet: boolean;
+  /** a separate /metrics listener (WSGATE_METRICS_PORT); null: /metrics on the client port */
+  metrics: { port: number; host: string } | null;
   maxMessageBytes: number;
   idleTimeoutS: number;
   drainTimeoutMs: number;
@@ -181,40 +192,79 @@ export type MailboxConfig = {
 
 export class ConfigError extends Error {}
 
-/** Reads the config or throws a ConfigError whose message is the one line to print. */
+/** Every problem of an environment at once: errors stop the start, warnings do not. */
+export type ConfigCheck = { config: Config | null; errors: string[]; warnings: string[] };
+
+/** Reads the config or throws a ConfigError whose message holds one line per bad variable. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
+  const { config, errors } = checkConfig(env);
+  if (!config) throw new ConfigError(errors.join("\n"));
+  return config;
+}
+
+export function checkConfig(env: Record<string, string | undefined>): ConfigCheck {
   const input: Record<string, string> = {};
   for (const key of Object.keys(EnvSchema.entries)) {
     const value = env[key];
     // An empty variable means "not set", as shells and compose files commonly produce them.
     if (value !== undefined && value !== "") input[key] = value;
   }
+  const warnings = unknownNames(env, Object.keys(EnvSchema.entries));
+  // Rules over several variables are checked on the raw values too, so they show up alongside bad values.
+  const errors = crossChecks(input);
   const result = v.safeParse(EnvSchema, input);
   if (!result.success) {
-    const issue = result.issues[0];
-    const name = issue.path?.[0]?.key ?? "environment";
-    const value = input[name as string];
-    // Secrets must not end up in logs, even when they are wrong.
-    const shown = /SECRET|TOKEN/.test(String(name)) ? "<hidden>" : JSON.stringify(value ?? "");
-    throw new ConfigError(`config: ${String(name)}=${shown} rejected: ${issue.message}`);
+    const seen = new Set<string>();
+    const bad: string[] = [];
+    for (const issue of result.issues) {
+      const name = String(issue.path?.[0]?.key ?? "environment");
+      if (seen.has(name)) continue; // one line per variable: its first broken rule
+      seen.add(name);
+      // Secrets must not end up in logs, even when they are wrong.
+      const value = input[name] ?? "";
+      const shown = /SECRET|TOKEN|PASS|SEED|CREDS/.test(name) ? "<hidden>" : JSON.stringify(name === "NATS_URL" ? redactNatsUrl(value) : value);
+      bad.push(`config: ${name}=${shown} rejected: ${issue.message}`);
+    }
+    return { config: null, errors: [...bad, ...errors], warnings };
   }
-  const e = result.output;
-  if (e.WSGATE_WORKERS > 1 && !e.NATS_URL) {
-    throw new ConfigError(`config: WSGATE_WORKERS=${JSON.stringify(String(e.WSGATE_WORKERS))} rejected: more than one worker needs NATS_URL (workers are separate nodes that meet in NATS)`);
+  if (errors.length > 0) return { config: null, errors, warnings };
+  try {
+    return { config: toConfig(result.output), errors, warnings };
+  } catch (err) {
+    // The NATS settings reject their own combinations (one way of authenticating) as they are built.
+    if (err instanceof ConfigError) return { config: null, errors: [err.message], warnings };
+    throw err;
   }
-  if (e.WSGATE_WORKERS > 1 && e.PORT === 0) {
-    throw new ConfigError(`config: PORT="0" rejected: workers must share one fixed port`);
-  }
+}
+
+type Env = v.InferOutput<typeof EnvSchema>;
+
+function toConfig(e: Env): Config {
   const nodeId = e.WSGATE_NODE_ID ?? randomNodeId();
+  const production = Boolean(e.WSGATE_JWT_SECRET || e.WSGATE_JWT_PUBLIC_KEY);
+  const worker = e.WSGATE_WORKER ?? null;
+  const nats = e.NATS_URL ? natsSettings({ ...e, NATS_URL: e.NATS_URL }, (m) => { throw new ConfigError(m); }) : null;
   return {
     ...securityConfig(e),
     port: e.PORT,
     host: e.HOST,
-    natsUrl: e.NATS_URL,
+    natsUrl: nats?.redacted,
+    nats,
     prefix: e.WSGATE_SUBJECT_PREFIX,
-    nodeId: e.WSGATE_WORKER ? `${nodeId.slice(0, 60)}-w${e.WSGATE_WORKER}` : nodeId,
+    nodeId: worker ? `${nodeId.slice(0, 60)}-w${worker}` : nodeId,
+    worker,
     workers: e.WSGATE_WORKERS,
-    maxConnections: e.WSGATE_MAX_CONNECTIONS,
+    maxConnections: e.WSGATE_MAX_CONNECTIONS ?? 1_000_000,
+    maxConnectionsSet: e.WSGATE_MAX_CONNECTIONS !== undefined,
+    metrics:
+      e.WSGATE_METRICS_PORT === undefined
+        ? null
+        : {
+            // Each worker is scraped on its own port: base + index, in the order the supervisor numbers them.
+            port: e.WSGATE_METRICS_PORT + (worker ?? 1) - 1,
+            // Production metrics name users' counts and the build: keep them off the public interface unless asked.
+            host: e.WSGATE_METRICS_HOST ?? (production ? "127.0.0.1" : e.HOST),
+          },
     maxMessageBytes: e.WSGATE_MAX_MESSAGE_BYTES,
     idleTimeoutS: e.WSGATE_IDLE_TIMEOUT_S,
     drainTimeoutMs: e.WSGATE_DRAIN_TIMEOUT_MS,

@@ -2,6 +2,17 @@
 // fields are kept (a hot-path increment is one property write) and rendered on scrape.
 // prom-client would pull node:* modules into the runtime-agnostic core.
 
+import { VERSION } from "./version.ts";
+
+/** What the process costs, read by the adapter (the core cannot reach /proc or node:process). */
+export type ProcessStats = {
+  residentBytes: number;
+  cpuSeconds: number;
+  /** -1 when the runtime may not list its descriptors (Deno without read access to /proc/self/fd) */
+  openFds: number;
+  startTimeSeconds: number;
+};
+
 export type RefusalReason =
   | "identity"
   | "node_full"
@@ -65,12 +76,21 @@ export class Metrics {
   calls: Record<CallOutcome, number> = { ok: 0, service_error: 0, no_responders: 0, timeout: 0, too_many: 0, unavailable: 0 };
   rpcPending = 0;
 
-  render(nodeId: string, runtime: string): string {
+  render(nodeId: string, runtime: string, proc?: ProcessStats): string {
     const lines: string[] = [];
     const put = (name: string, type: "counter" | "gauge", help: string, value: number, labels = "") => {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name}${labels} ${value}`);
     };
     lines.push(`# HELP wsgate_info Gateway node identity.`, `# TYPE wsgate_info gauge`, `wsgate_info{node="${nodeId}",runtime="${runtime}"} 1`);
+    put("wsgate_build_info", "gauge", "The release and runtime of this process.", 1, `{version="${VERSION}",runtime="${runtime}"}`);
+    // The names Prometheus client libraries use, so stock dashboards and alerts work.
+    if (proc) {
+      put("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", proc.residentBytes);
+      put("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.", proc.cpuSeconds);
+      if (proc.openFds >= 0) put("process_open_fds", "gauge", "Number of open file descriptors.", proc.openFds);
+      if (this.openFilesLimit > 0) put("process_max_fds", "gauge", "Maximum number of open file descriptors.", this.openFilesLimit);
+      put("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds.", proc.startTimeSeconds);
+    }
     put("wsgate_connections", "gauge", "Open WebSocket connections.", this.connections);
     put("wsgate_users", "gauge", "Distinct (service, user) pairs served, each holding one broker subscription.", this.users);
     put("wsgate_upgrades_total", "counter", "WebSocket upgrades accepted.", this.upgrades);
@@ -83,7 +103,7 @@ export class Metrics {
     put("wsgate_dropped_total", "counter", "Frames for a client that the runtime refused to send.", this.dropped);
     put("wsgate_backpressure_total", "counter", "Frames queued behind a full socket buffer.", this.backpressure);
     put("wsgate_too_large_total", "counter", "Client frames over the size limit (connection closed with 1009).", this.tooLarge);
-    put("wsgate_rate_limited_total", "counter", "Connections closed (1008) for sending over WSGATE_MAX_MSGS_PER_SEC.", this.rateLimited);
+    put("wsgate_rate_limited_total", "counter", "Connections closed (4003) for sending over WSGATE_MAX_MSGS_PER_SEC.", this.rateLimited);
     put("wsgate_slow_consumers_total", "counter", "Connections closed (4002) with an outbound buffer over WSGATE_MAX_BUFFERED_BYTES.", this.slowConsumers);
     put("wsgate_token_expired_total", "counter", "Connections closed (4001) when their token expired.", this.tokenExpired);
     put("wsgate_close_timeouts_total", "counter", "Closing sockets cut because the peer never finished the close handshake.", this.closeTimeouts);

@@ -14,7 +14,7 @@ import {
 } from "jose";
 import type { Config } from "../ops/config.ts";
 import { type Identity, type IdentityError, identityFromCookies, readCookie } from "./identity.ts";
-import { ID_PATTERN } from "../core/subjects.ts";
+import { idError, isId } from "../../protocol/ids.ts";
 
 /** Asymmetric algorithms accepted with WSGATE_JWT_PUBLIC_KEY; HS256 only with WSGATE_JWT_SECRET. */
 export const PUBLIC_KEY_ALGORITHMS = ["EdDSA", "ES256", "RS256"] as const;
@@ -154,8 +154,8 @@ export function identityFromClaims(payload: JWTPayload): Resolved {
   const svc = (payload as { svc?: unknown }).svc;
   if (typeof user !== "string") return { status: 403, error: "token has no string sub claim (the user)" };
   if (typeof svc !== "string") return { status: 403, error: "token has no string svc claim (the service)" };
-  if (!ID_PATTERN.test(user)) return { status: 403, error: "token claim sub is invalid: it must match ^[A-Za-z0-9_-]{1,64}$" };
-  if (!ID_PATTERN.test(svc)) return { status: 403, error: "token claim svc is invalid: it must match ^[A-Za-z0-9_-]{1,64}$" };
+  if (!isId(user)) return { status: 403, error: `token claim sub is invalid: ${idError("it")}` };
+  if (!isId(svc)) return { status: 403, error: `token claim svc is invalid: ${idError("it")}` };
   const exp = payload.exp;
   // jose has checked exp is a number in the future (within the leeway).
   return typeof exp === "number" && Number.isFinite(exp) ? { svc, user, exp } : { status: 401, error: "token has no exp claim" };

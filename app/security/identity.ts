@@ -1,7 +1,7 @@
 // Development-mode identity: plain `service` and `user` cookies.
 // Both become NATS subject tokens, so they are checked after decoding and refused
 // before any upgrade when they could widen a subscription (dots, wildcards, spaces).
-import { ID_PATTERN } from "../core/subjects.ts";
+import { idError, isId } from "../../protocol/ids.ts";
 
 /** `exp` (seconds since the epoch) is set when the identity came from a token that expires. */
 export type Identity = { svc: string; user: string; exp?: number };
@@ -15,7 +15,7 @@ export function identityFromCookies(header: string | null | undefined): Identity
     const value = readCookie(header, name);
     if (value === undefined) return { status: 401, error: `cookie ${name} is missing` };
     if (typeof value !== "string") return value;
-    if (!ID_PATTERN.test(value)) return { status: 400, error: `cookie ${name} is invalid: it must match ^[A-Za-z0-9_-]{1,64}$` };
+    if (!isId(value)) return { status: 400, error: `cookie ${name} is invalid: ${idError("it")}` };
     ids.push(value);
   }
   return { svc: ids[0], user: ids[1] };

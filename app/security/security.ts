@@ -5,11 +5,12 @@ import { OriginPolicy, ServiceToken } from "./access.ts";
 import { Auth, KeyError, type ReadTextFile } from "./auth.ts";
 import type { Config } from "../ops/config.ts";
 import { RateGate } from "../core/limits.ts";
+import { loadNatsLink, type NatsLink } from "../broker/nats-link.ts";
 
 export type Tls = { cert: string; key: string };
 
 /** Key and certificate material, read at start through the adapter's file reader. */
-export type Secrets = { auth: Auth; tls: Tls | null };
+export type Secrets = { auth: Auth; tls: Tls | null; nats: NatsLink | null };
 
 export class Security {
   readonly origins: OriginPolicy;
@@ -74,5 +75,5 @@ export async function loadSecrets(config: Config, readTextFile: ReadTextFile): P
       throw new KeyError(`config: WSGATE_TLS_KEY=${JSON.stringify(config.tlsKey)} rejected: not a PEM private key`);
     }
   }
-  return { auth, tls };
+  return { auth, tls, nats: config.nats ? loadNatsLink(config.nats, readTextFile) : null };
 }

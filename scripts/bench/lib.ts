@@ -449,7 +449,7 @@ export function startGateway(name: string, natsUrl: string | null, env: Record<s
  */
 export function startNodeGatewayWith(name: string, natsUrl: string, nodeFlags: string[], env: Record<string, string> = {}): Promise<Server> {
   const build = Bun.spawnSync({
-    cmd: [BUN, "build", "adapters/node-uws.ts", "--target=node", "--format=esm", "--external", "@trufflesuite/uws-js-unofficial", "--outfile", "dist/node-uws.mjs"],
+    cmd: [BUN, "build", "adapters/node-uws.ts", "--target=node", "--format=esm", "--external", "@btc-vision/uwebsockets.js", "--external", "uws-pack", "--outfile", "dist/node-uws.mjs"],
     cwd: ROOT,
     stdout: "ignore",
     stderr: "pipe",

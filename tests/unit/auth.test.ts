@@ -147,7 +147,7 @@ test("config: the new settings, their defaults and their rules", () => {
   expect(() => loadConfig({ WSGATE_JWT_SECRET: "short" })).not.toThrow("short");
   expect(() => loadConfig({ WSGATE_JWT_SECRET: SECRET, WSGATE_JWT_PUBLIC_KEY: "/k.pem" })).toThrow("not both");
   expect(() => loadConfig({ WSGATE_ALLOWED_ORIGINS: "app.example.com" })).toThrow("WSGATE_ALLOWED_ORIGINS");
-  expect(() => loadConfig({ WSGATE_TLS_CERT: "/c.pem" })).toThrow("go together");
+  expect(() => loadConfig({ WSGATE_TLS_CERT: "/c.pem" })).toThrow("WSGATE_TLS_KEY is required when WSGATE_TLS_CERT is set");
   expect(() => loadConfig({ WSGATE_MAX_BUFFERED_BYTES: "1000" })).toThrow("at least 65536");
   expect(loadConfig({ WSGATE_MAX_MSGS_PER_SEC: "10" }).msgBurst).toBe(20);
 });

@@ -3,7 +3,10 @@
 import { expect, test } from "bun:test";
 import { EmbeddedBroker } from "../../app/broker/embedded.ts";
 import { loadConfig } from "../../app/ops/config.ts";
-import { type Conn, Gateway, type Transport } from "../../app/core/gateway.ts";
+import { createGateway } from "../../app/startup.ts";
+import type { Conn } from "../../app/core/conn.ts";
+import type { Gateway } from "../../app/core/gateway.ts";
+import type { Transport } from "../../app/core/transport.ts";
 
 type Sock = { sent: (string | Uint8Array)[]; closed?: number };
 
@@ -14,9 +17,8 @@ function setup(env: Record<string, string> = {}) {
     send: (ws, data) => (ws.closed ? 0 : (ws.sent.push(data), 1)),
     close: (ws, code) => void (ws.closed = code),
   };
-  const gw = new Gateway(loadConfig({ WSGATE_LOG_LEVEL: "error", ...env }), transport);
-  const broker = new EmbeddedBroker(gw.brokerHooks());
-  gw.broker = broker;
+  const { gw } = createGateway(loadConfig({ WSGATE_LOG_LEVEL: "error", ...env }), transport);
+  const broker = gw.broker as EmbeddedBroker;
   return { gw, broker };
 }
 
@@ -64,6 +66,18 @@ test("closes an oversized client frame with 1009 and publishes nothing", async (
   const b = await connectAs(gw, "s", "u");
   gw.message(b.conn, "small", false);
   expect(seen.length).toBe(1);
+});
+
+test("a frame the runtime cut for size counts as too large by its close code 1009, never by reason text", async () => {
+  const { gw, broker } = setup();
+  await broker.start();
+  const cut = await connectAs(gw, "s", "u1");
+  gw.close(cut.conn, 1009, "");
+  expect(gw.metrics.tooLarge).toBe(1);
+  const dropped = await connectAs(gw, "s", "u2");
+  gw.close(dropped.conn, 1006, "Received too big message");
+  expect(gw.metrics.tooLarge).toBe(1);
+  expect(gw.metrics.connections).toBe(0);
 });
 
 test("a full node opens then closes the socket with 1013", async () => {

@@ -2,8 +2,10 @@
 import { expect, test } from "bun:test";
 import { EmbeddedBroker } from "../../app/broker/embedded.ts";
 import { loadConfig } from "../../app/ops/config.ts";
+import { createGateway } from "../../app/startup.ts";
 import { Deadlines } from "../../app/core/deadlines.ts";
-import { type Conn, Gateway, type Transport } from "../../app/core/gateway.ts";
+import type { Conn } from "../../app/core/conn.ts";
+import type { Transport } from "../../app/core/transport.ts";
 import { RateGate, takeMessage } from "../../app/core/limits.ts";
 import { waitFor } from "../helpers/procs.ts";
 
@@ -21,9 +23,8 @@ async function setup(env: Record<string, string> = {}) {
     buffered: (ws) => ws.buffered,
     terminate: (ws) => void (ws.terminated = true),
   };
-  const gw = new Gateway(loadConfig({ WSGATE_LOG_LEVEL: "error", ...env }), transport);
-  const broker = new EmbeddedBroker(gw.brokerHooks());
-  gw.broker = broker;
+  const { gw } = createGateway(loadConfig({ WSGATE_LOG_LEVEL: "error", ...env }), transport);
+  const broker = gw.broker as EmbeddedBroker;
   await broker.start();
   const connect = (svc: string, user: string, exp?: number) => {
     const conn = gw.admit({ svc, user, exp });
@@ -73,7 +74,7 @@ test("upgrade gate: at most the rate at once, then refuses", () => {
 
 test("deadlines: O(1) removal keeps every other connection's slot right", () => {
   const d = new Deadlines(() => {});
-  const conns = Array.from({ length: 6 }, (_, i) => ({ id: i, deadline: 0, slot: -1 }) as Conn);
+  const conns = Array.from({ length: 6 }, (_, i) => ({ id: i, tick: 0, slot: -1 }) as Conn);
   for (const c of conns) d.set(c, 5);
   d.clear(conns[1]);
   d.clear(conns[4]);
@@ -90,13 +91,13 @@ test("deadlines: O(1) removal keeps every other connection's slot right", () => 
   d.stop();
 });
 
-test("a flood closes the connection with 1008, counts it once, and publishes only the burst", async () => {
+test("a flood closes the connection with 4003, counts it once, and publishes only the burst", async () => {
   const { gw, broker, connect } = await setup({ WSGATE_MAX_MSGS_PER_SEC: "10", WSGATE_MSG_BURST: "10" });
   const seen: string[] = [];
   broker.tap("ws.send.", (s) => seen.push(s));
   const a = connOf(connect("s", "flood"));
   for (let i = 0; i < 100; i++) gw.message(a.conn, `m${i}`, false);
-  expect(a.ws.closed).toBe(1008);
+  expect(a.ws.closed).toBe(4003);
   expect(a.ws.reason).toBe("message rate over limit");
   expect(seen.length).toBe(10);
   expect(gw.metrics.rateLimited).toBe(1);
@@ -118,7 +119,7 @@ test("connections per user: refused at admission with 429, and at open when upgr
   gw2.open(x, wx);
   gw2.open(y, wy);
   expect(wx.closed).toBeUndefined();
-  expect(wy.closed).toBe(1008);
+  expect(wy.closed).toBe(4100);
   expect(gw2.metrics.connections).toBe(1);
   expect(gw.metrics.refused.user_full).toBe(1);
 });

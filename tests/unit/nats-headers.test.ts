@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { headers as natsHeaders, Match } from "@nats-io/transport-node";
-import { type HeaderScan, scanHeaders } from "../../app/broker/nats.ts";
+import { type HeaderScan, scanHeaders } from "../../app/broker/nats-headers.ts";
 import { parseFrameHint } from "../../app/broker/broker.ts";
 
 const enc = new TextEncoder();

@@ -8,10 +8,12 @@ import { Auth, identityFromClaims } from "../../app/security/auth.ts";
 import { EmbeddedBroker } from "../../app/broker/embedded.ts";
 import { parseFrameHint } from "../../app/broker/broker.ts";
 import { loadConfig } from "../../app/ops/config.ts";
+import { createGateway } from "../../app/startup.ts";
 import { parseClientFrame } from "../../app/envelope/frames.ts";
-import { type Conn, Gateway, type Transport } from "../../app/core/gateway.ts";
+import type { Conn } from "../../app/core/conn.ts";
+import type { Transport } from "../../app/core/transport.ts";
 import { type Identity, type IdentityError, identityFromCookies, readCookie } from "../../app/security/identity.ts";
-import { ID_PATTERN } from "../../app/core/subjects.ts";
+import { ID_PATTERN } from "../../protocol/ids.ts";
 import { hsSigner, now, SECRET, sign } from "../helpers/security.ts";
 
 const SUBJECT_SAFE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -144,9 +146,8 @@ test("frames from any client go to that client's own subject only; deliveries re
       fc.array(fc.tuple(fc.integer({ min: 0, max: 3 }), frame, fc.boolean()), { maxLength: 40 }),
       fc.array(fc.tuple(fc.oneof(fc.constantFrom("ws.recv.s.u0", "ws.recv.s.u1", "ws.recv.s.*", "ws.recv.s.>", "ws.recv.s", "ws.recv.s.u0.x"), nasty), fc.uint8Array({ maxLength: 50 })), { maxLength: 20 }),
       async (frames, deliveries) => {
-        const gw = new Gateway(loadConfig({ WSGATE_LOG_LEVEL: "error", WSGATE_MAX_MSGS_PER_SEC: "0" }), transport);
-        const broker = new EmbeddedBroker(gw.brokerHooks());
-        gw.broker = broker;
+        const { gw } = createGateway(loadConfig({ WSGATE_LOG_LEVEL: "error", WSGATE_MAX_MSGS_PER_SEC: "0" }), transport);
+        const broker = gw.broker as EmbeddedBroker;
         await broker.start();
         const published: { subject: string; conn: string }[] = [];
         broker.tap("", (subject, _d, h) => published.push({ subject, conn: h["Ws-Conn"] }));

@@ -3,7 +3,9 @@
 import { expect, test } from "bun:test";
 import { EmbeddedBroker } from "../../app/broker/embedded.ts";
 import { loadConfig } from "../../app/ops/config.ts";
-import { type Conn, Gateway, type Transport } from "../../app/core/gateway.ts";
+import { createGateway } from "../../app/startup.ts";
+import type { Conn } from "../../app/core/conn.ts";
+import type { Transport } from "../../app/core/transport.ts";
 
 type Sock = { sent: string[]; closed?: number };
 
@@ -14,8 +16,7 @@ async function setup(env: Record<string, string> = {}) {
     send: (ws, data) => (ws.closed ? 0 : (ws.sent.push(data as string), 1)),
     close: (ws, code) => void (ws.closed = code),
   };
-  const gw = new Gateway(loadConfig({ WSGATE_LOG_LEVEL: "error", ...env }), transport);
-  gw.broker = new EmbeddedBroker(gw.brokerHooks());
+  const { gw } = createGateway(loadConfig({ WSGATE_LOG_LEVEL: "error", ...env }), transport);
   await gw.broker.start();
   const open = (user: string, envelope: boolean) => {
     const conn = gw.admit({ svc: "s", user }, envelope) as Conn;
@@ -23,7 +24,9 @@ async function setup(env: Record<string, string> = {}) {
     gw.open(conn, ws);
     return { conn, ws, frames: () => ws.sent.map((f) => JSON.parse(f)) };
   };
-  const internals = gw.rpc as unknown as { watches: Map<string, unknown>; links: Map<Conn, unknown>; pending: Map<string, unknown>; calls: Map<string, unknown> };
+  type Maps = { watches: Map<string, unknown>; links: Map<Conn, unknown>; pending: Map<string, unknown>; calls: Map<string, unknown> };
+  const rpc = gw.rpc as unknown as { requests: Maps; calls: Maps };
+  const internals = { watches: rpc.requests.watches, links: rpc.requests.links, pending: rpc.requests.pending, calls: rpc.calls.calls };
   return { gw, open, internals };
 }
 

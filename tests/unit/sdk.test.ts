@@ -2,7 +2,7 @@
 // close-code table, full-jitter backoff, and request/reply bookkeeping.
 import { afterEach, expect, test } from "bun:test";
 import { CLOSE } from "../../protocol/close-codes.ts";
-import { type ClientOptions, connect, reconnects, type WebSocketLike, type WsgateClient } from "../../sdk/client.ts";
+import { type ClientOptions, connect, shouldReconnect, type WebSocketLike, type WsgateClient } from "../../sdk/client.ts";
 import { waitFor } from "../helpers/procs.ts";
 
 class FakeSocket implements WebSocketLike {
@@ -94,13 +94,20 @@ test("offers wsgate.v1, sends resume before anything queued, and resumes after t
   expect(client.lastSeq).toBe(8);
 });
 
-test("a terminal close code ends the client; a draining node is left for another at once", async () => {
-  expect(reconnects(CLOSE.USER_FULL.code, CLOSE.USER_FULL.reason)).toBe(false);
-  expect(reconnects(CLOSE.RATE_LIMITED.code, CLOSE.RATE_LIMITED.reason)).toBe(true);
-  expect(reconnects(1008, "some other policy")).toBe(true);
-  expect(reconnects(CLOSE.GOING_AWAY.code, "")).toBe(true);
-  expect(reconnects(1006, "")).toBe(true);
+test("close codes decide reconnecting by number: 4100-4199 are terminal, everything else comes back", () => {
+  // Every gateway code of its own sits in the range that states its decision.
+  for (const c of Object.values(CLOSE)) if (c.code >= 4000) expect(c.code <= 4099 || (c.code >= 4100 && c.code <= 4199)).toBe(true);
+  expect(shouldReconnect(CLOSE.USER_FULL.code)).toBe(false);
+  expect(shouldReconnect(CLOSE.DISCONNECTED_TERMINAL.code)).toBe(false);
+  expect(shouldReconnect(4199)).toBe(false);
+  expect(shouldReconnect(CLOSE.RATE_LIMITED.code)).toBe(true);
+  expect(shouldReconnect(CLOSE.DISCONNECTED_RECONNECT.code)).toBe(true);
+  expect(shouldReconnect(4099)).toBe(true);
+  // Codes the gateway never sends: a dropped connection, a proxy, a normal close it did not ask for.
+  for (const code of [1000, 1005, 1006, 1008, 4200]) expect(shouldReconnect(code)).toBe(true);
+});
 
+test("a terminal close code ends the client whatever its reason text; a draining node is left for another at once", async () => {
   const a = fake();
   const infos: any[] = [];
   a.client.on("close", (i) => infos.push(i));
@@ -110,9 +117,10 @@ test("a terminal close code ends the client; a draining node is left for another
   expect(infos[0].delayMs).toBeLessThan(10);
   const s2 = await a.next(2);
   s2.open();
-  s2.drop(CLOSE.USER_FULL.code, CLOSE.USER_FULL.reason);
+  s2.drop(CLOSE.USER_FULL.code, "a reason text the client has never seen");
   expect(a.client.state).toBe("closed");
-  expect(infos[1]).toMatchObject({ code: 1008, reconnect: false });
+  expect(infos[1]).toMatchObject({ code: 4100, reconnect: false });
+  expect(a.client.lastClose).toEqual({ code: 4100, reason: "a reason text the client has never seen" });
   await Bun.sleep(60);
   expect(a.sockets.length).toBe(2);
 });

@@ -5,7 +5,7 @@
 // until enough are free again: the kernel refuses new connections meanwhile and open
 // sockets carry on.
 import { readdirSync, readFileSync } from "node:fs";
-import { log } from "../app/ops/log.ts";
+import { log } from "../../app/ops/log.ts";
 
 const EVERY_MS = 250;
 

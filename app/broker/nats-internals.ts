@@ -1,0 +1,107 @@
+// Every use of nats.js's private fields, in one place. Written against and tested on
+// @nats-io/nats-core 3.4.0 (through @nats-io/transport-node 3.4.0 and @nats-io/jetstream
+// 3.4.0, pinned exactly in package.json). tests/nats-internals.test.ts fails when the
+// installed client no longer has these shapes; at run time each path checks the shape
+// and falls back to the public API (NatsBroker logs that once) rather than breaking.
+import type { Msg, MsgCallback, NatsConnection } from "@nats-io/transport-node";
+import { type HeaderScan, scanHeaders } from "./nats-headers.ts";
+
+/**
+ * The per-user interest, held as small as the NATS client allows. A stock nats.js
+ * Subscription (iterator, timers, promises) costs ~1.1 KB of heap, more than an idle
+ * socket; this is what the client's protocol handler actually touches for a callback
+ * subscription: subject, sid, a received count, max, queue and the callback. Only the
+ * subject and the sid differ from one subscription to the next, so only they are fields
+ * (32 bytes); the rest sits on the prototype of each kind (LeanSub.kind). It is
+ * registered with the handler's own subscription table, so the client still routes
+ * MSGs to it by sid, re-sends it on reconnect and closes it with the connection.
+ */
+export class LeanSub {
+  sid = 0;
+  constructor(readonly subject: string) {}
+  declare readonly callback: MsgCallback<Msg>;
+  declare readonly queue: string | undefined;
+  /**
+   * nats.js counts deliveries against `max` to unsubscribe after that many, which the gateway
+   * never asks for: neither needs keeping (its unsub() writes `max`, so both take writes).
+   */
+  get received(): number {
+    return 0;
+  }
+  set received(_n: number) {}
+  get max(): undefined {
+    return undefined;
+  }
+  set max(_n: number | undefined) {}
+  close() {}
+  unsubscribe() {}
+
+  /** Makes `Kind` a class of lean subscriptions sharing one callback and queue group. */
+  static kind(Kind: LeanSubKind, callback: MsgCallback<Msg>, queue?: string): LeanSubKind {
+    // One level up, not on Kind.prototype: JSC sizes new objects by the data properties of their
+    // immediate prototype too (measured: 64 bytes each instead of 32).
+    const shared = Object.create(LeanSub.prototype, { callback: { value: callback }, queue: { value: queue } });
+    Object.setPrototypeOf(Kind.prototype, shared);
+    return Kind;
+  }
+}
+
+export type LeanSubKind = { new (subject: string): LeanSub; prototype: LeanSub };
+
+/** The parts of nats.js's protocol handler that LeanSub relies on. */
+export type LeanProtocol = {
+  subscriptions: { add(s: LeanSub): LeanSub; get(sid: number): unknown; cancel(s: LeanSub): void };
+  _sub(s: LeanSub): void;
+  unsub(s: LeanSub): void;
+};
+
+/** The client's protocol handler when it has the shape LeanSub needs; otherwise stock subscriptions are used. */
+export function leanProtocol(nc: NatsConnection): LeanProtocol | null {
+  const p = (nc as unknown as { protocol?: Partial<LeanProtocol> }).protocol;
+  return p && typeof p._sub === "function" && typeof p.unsub === "function" && typeof p.subscriptions?.add === "function"
+    ? (p as LeanProtocol)
+    : null;
+}
+
+/** The subject a lean subscription was made for (its string, hash cached), or the message's own. */
+export function subjectOf(lean: LeanProtocol | null, msg: Msg): string {
+  const sub = lean?.subscriptions.get(msg.sid);
+  return sub instanceof LeanSub ? sub.subject : msg.subject;
+}
+
+/** The parts of nats.js's MsgImpl that hold the undecoded message: `hdr` is the header block's length, -1 for none. */
+type RawMsg = { _msg?: { hdr?: unknown }; _rdata?: unknown };
+
+/**
+ * Fills `out` from the message's undecoded header block (zeros when it has none); false
+ * when the client's message object does not have the expected shape, and then the caller
+ * reads the public `headers`. Building nats.js's MsgHdrs for every delivery (a decoded
+ * string, a split, a Map of arrays, case-folded key searches) was most of what the
+ * mailbox's headers cost the gateway per message.
+ */
+export function readHeaders(msg: Msg, out: HeaderScan): boolean {
+  const r = msg as unknown as RawMsg;
+  const hdr = r._msg?.hdr;
+  if (typeof hdr !== "number" || !(r._rdata instanceof Uint8Array)) return false;
+  if (hdr > 0) {
+    scanHeaders(r._rdata, hdr, out);
+  } else {
+    out.seq = 0;
+    out.prev = 0;
+    out.hint = undefined;
+  }
+  return true;
+}
+
+/** Registers `sub` with the handler's subscription table and tells the server (SUB). */
+export function leanSubscribe(proto: LeanProtocol, sub: LeanSub): void {
+  proto.subscriptions.add(sub);
+  proto._sub(sub);
+}
+
+/** UNSUB and forget; nothing when `sub` belongs to a connection that is gone. */
+export function leanUnsubscribe(proto: LeanProtocol | null, sub: LeanSub): void {
+  if (!proto || proto.subscriptions.get(sub.sid) !== sub) return;
+  proto.unsub(sub);
+  proto.subscriptions.cancel(sub);
+}

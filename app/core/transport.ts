@@ -1,0 +1,34 @@
+// What a runtime adapter gives the core to write to and close its native sockets, and the
+// one counted send every framed write to a single socket goes through.
+import type { Metrics, ProcessStats } from "../ops/metrics.ts";
+
+/** Send outcome as the runtimes report it: >0 sent, -1 queued behind backpressure, 0 dropped. */
+export type SendStatus = number;
+
+export interface Transport<WS = any> {
+  readonly runtime: "bun" | "node" | "deno";
+  /** The runtime can only send a text frame from a string (Bun's sendText, Deno). */
+  readonly textAsString: boolean;
+  send(ws: WS, data: Uint8Array | string, text: boolean): SendStatus;
+  close(ws: WS, code: number, reason: string): void;
+  /** Unsent bytes queued on the socket; without it slow consumers cannot be detected. */
+  buffered?(ws: WS): number;
+  /** Drops the socket at once, no close handshake: the peer never answered one. */
+  terminate?(ws: WS): void;
+  /** Asks the runtime to collect garbage soon (after a burst of catch-ups, see mailbox/delivery.ts). */
+  collectGarbage?(): void;
+  /** Memory, CPU and descriptors of this process for /metrics (the adapter reads the OS). */
+  processStats?(): ProcessStats;
+}
+
+/** Sends one text frame to one socket and counts it (`bytes`: the payload size the metrics report). */
+export function sendCounted(transport: Transport, metrics: Metrics, ws: unknown, frame: string, bytes: number): void {
+  const status = transport.send(ws, frame, true);
+  if (status === 0) {
+    metrics.dropped++;
+    return;
+  }
+  metrics.messagesOut++;
+  metrics.bytesOut += bytes;
+  if (status < 0) metrics.backpressure++;
+}

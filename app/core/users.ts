@@ -1,0 +1,87 @@
+// The users this node serves, keyed by the subject it watches for each, and the helpers
+// that read and change a user's sockets whether one is held inline or several in an array.
+import { Conn, type UserEntry } from "./conn.ts";
+import type { Identity } from "../security/identity.ts";
+import { removeUnordered } from "../util/unordered.ts";
+
+export function connCount(entry: UserEntry): number {
+  const c = entry.conns;
+  return c instanceof Conn ? 1 : c.length;
+}
+
+export function connAt(entry: UserEntry, i: number): Conn {
+  const c = entry.conns;
+  return c instanceof Conn ? c : c[i];
+}
+
+/** A copy: safe to iterate while sockets come and go. */
+export function connsOf(entry: UserEntry): Conn[] {
+  const c = entry.conns;
+  return c instanceof Conn ? [c] : c.slice();
+}
+
+export function addConn(entry: UserEntry, conn: Conn) {
+  const c = entry.conns;
+  if (c instanceof Conn) entry.conns = [c, conn];
+  else c.push(conn);
+}
+
+/** Returns how many sockets the user still has here. */
+export function removeConn(entry: UserEntry, conn: Conn): number {
+  const c = entry.conns;
+  if (c instanceof Conn) {
+    if (c !== conn) return 1;
+    entry.conns = NO_CONNS; // code still holding the entry (a catch-up finishing) sees no socket
+    return 0;
+  }
+  removeUnordered(c, conn);
+  if (c.length === 1) entry.conns = c[0];
+  return c.length;
+}
+
+const NO_CONNS = Object.freeze([]) as unknown as Conn[];
+
+export class Users {
+  private readonly map = new Map<string, UserEntry>();
+  /** length of what precedes `<svc>.<user>` in a watched subject */
+  private readonly keyPrefixLength: number;
+
+  /** `subjectOf`: the subject watched for a user (recv, or live with the mailbox). */
+  constructor(private readonly subjectOf: (svc: string, user: string) => string) {
+    this.keyPrefixLength = subjectOf("", "").length - 1;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  keyOf(id: Identity): string {
+    return this.subjectOf(id.svc, id.user);
+  }
+
+  get(key: string): UserEntry | undefined {
+    return this.map.get(key);
+  }
+
+  add(entry: UserEntry): void {
+    this.map.set(entry.key, entry);
+  }
+
+  delete(entry: UserEntry): void {
+    this.map.delete(entry.key);
+  }
+
+  /** The entry is still the one served: its user did not leave (and maybe come back) meanwhile. */
+  current(entry: UserEntry): boolean {
+    return this.map.get(entry.key) === entry;
+  }
+
+  values(): IterableIterator<UserEntry> {
+    return this.map.values();
+  }
+
+  /** `<svc>.<user>` of a user, from the subject this node watches. */
+  svcUser(entry: UserEntry): string {
+    return entry.key.slice(this.keyPrefixLength);
+  }
+}

@@ -1,0 +1,69 @@
+// The nats.js fast paths (app/broker/nats-internals.ts) are the ones running on the
+// installed client: lean subscriptions instead of stock ones, header blocks read from the
+// raw bytes. Both fall back quietly at run time when nats.js changes shape; these tests
+// are what fails loudly instead, after an upgrade of @nats-io/*.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import type { BrokerHooks, FrameHint } from "../app/broker/broker.ts";
+import { NatsBroker } from "../app/broker/nats.ts";
+import { LeanSub } from "../app/broker/nats-internals.ts";
+import { loadNatsLink } from "../app/broker/nats-link.ts";
+import { loadConfig } from "../app/ops/config.ts";
+import { type Nats, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
+
+type Delivered = { subject: string; data: string; hint: FrameHint; seq: number; prev: number };
+
+let nats: Nats;
+let nc: NatsConnection;
+let broker: NatsBroker;
+const delivered: Delivered[] = [];
+const NAME = `wsgate internals-${process.pid}`;
+
+beforeAll(async () => {
+  nats = await startNats();
+  nc = await connect({ servers: nats.url });
+  const hooks: BrokerHooks = {
+    deliver: (subject, data, hint, seq, prev) => delivered.push({ subject, data: new TextDecoder().decode(data), hint, seq, prev }),
+    rewatchAll: () => {},
+    onState: () => {},
+  };
+  broker = new NatsBroker(loadNatsLink(loadConfig({ NATS_URL: nats.url }).nats!), NAME, hooks);
+  await broker.start();
+  await waitFor("the broker connected", () => broker.state() === "connected");
+});
+
+afterAll(async () => {
+  await broker?.close();
+  await nc?.close();
+  if (nats) await stopNatsAndClean(nats);
+});
+
+describe("nats.js internals on the installed client", () => {
+  test("user subscriptions are lean ones, registered with the server and dropped by unwatch", async () => {
+    expect(broker.internals().leanSubscriptions).toBe(true);
+    const handle = broker.watch("ws.recv.s1.lean");
+    expect(handle).toBeInstanceOf(LeanSub);
+    await waitFor("the SUB at the server", async () => (await nats.subsOf(NAME)).includes("ws.recv.s1.lean"));
+    nc.publish("ws.recv.s1.lean", "hello");
+    await waitFor("the message delivered through the lean subscription", () => delivered.find((d) => d.subject === "ws.recv.s1.lean"));
+    broker.unwatch(handle);
+    await waitFor("the UNSUB at the server", async () => !(await nats.subsOf(NAME)).includes("ws.recv.s1.lean"));
+  });
+
+  test("headers are read from the raw message bytes: sequences and frame hint, no fallback", async () => {
+    broker.watch("ws.recv.s1.raw");
+    await waitFor("the SUB at the server", async () => (await nats.subsOf(NAME)).includes("ws.recv.s1.raw"));
+    const h = natsHeaders();
+    h.set("Ws-Frame", "binary");
+    h.set("Nats-Sequence", "42");
+    h.set("Nats-Last-Sequence", "40");
+    nc.publish("ws.recv.s1.raw", "with headers", { headers: h });
+    nc.publish("ws.recv.s1.raw", "without");
+    await waitFor("both messages", () => delivered.filter((d) => d.subject === "ws.recv.s1.raw").length === 2);
+    expect(delivered.filter((d) => d.subject === "ws.recv.s1.raw")).toEqual([
+      { subject: "ws.recv.s1.raw", data: "with headers", hint: "binary", seq: 42, prev: 40 },
+      { subject: "ws.recv.s1.raw", data: "without", hint: undefined, seq: 0, prev: 0 },
+    ]);
+    expect(broker.internals()).toEqual({ leanSubscriptions: true, headerFallbacks: 0 });
+  });
+});
