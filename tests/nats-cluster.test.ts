@@ -187,6 +187,24 @@ describe("nats cluster (three servers, mailbox replicas 3)", () => {
     }
   }, 60_000);
 
+  test("a one-replica mailbox is not scaled up in place (nats-server 2.9 loses messages doing it): it keeps 1 and the log says how to move", async () => {
+    const env = { NATS_URL: cluster.url, WSGATE_MAILBOX_STREAM: "UP", WSGATE_SUBJECT_PREFIX: "up" };
+    const one = await startGateway("bun", { env });
+    await one.stop("SIGKILL");
+    const three = await startGateway("bun", { env: { ...env, ...R3 } });
+    try {
+      const jsm = await jetstreamManager(nc);
+      expect((await jsm.streams.info("UP")).config.num_replicas).toBe(1);
+      expect((await jsm.streams.info("UP_CURSORS")).config.num_replicas).toBe(3); // never purged: scaled safely
+      expect(three.output()).toContain("the mailbox stream keeps its replica count");
+      expect(three.output()).toContain("nats stream rm UP");
+      const r = await three.fetch(`/v1/publish/${SVC}/up`, { method: "POST", body: "still works" });
+      expect(r.status).toBe(202);
+    } finally {
+      await three.stop("SIGKILL");
+    }
+  }, 60_000);
+
   /**
    * Users on both gateways (a raw client on one, an envelope client on the other) while a
    * service publishes MESSAGES numbered messages to each through the HTTP API; `victim`

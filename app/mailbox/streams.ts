@@ -5,6 +5,7 @@
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { MailboxConfig } from "../ops/config.ts";
+import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
 
 /** Publishes tried on a new replicated stream before it counts as broken (see firstStore). */
@@ -30,6 +31,20 @@ export async function ensureMailbox(jsm: JetStreamManager, js: JetStreamClient, 
     // Nodes racing here all derive the same start from the stream's creation time.
     if (info.state.last_seq === 0) await jsm.streams.purge(cfg.name, { seq: createdMicros(info.created) });
     await firstStore(js, jsm, cfg.name, placeholder);
+  }
+  const have = info.config.num_replicas || 1;
+  const want = cfg.num_replicas as number;
+  if (have < want) {
+    // nats-server 2.9.10 scaling up a stream whose sequence was moved by a purge (as this one's
+    // is) lost messages it had acknowledged at the next leader change, and the new replicas
+    // never caught up (measured). A stream made with its replicas from the start is safe.
+    log("error", "the mailbox stream keeps its replica count: scaling it up in place loses messages on nats-server 2.9", {
+      stream: cfg.name,
+      replicas: have,
+      WSGATE_MAILBOX_REPLICAS: want,
+      fix: `to move to ${want} replicas, delete the stream (its kept messages are lost: nats stream rm ${cfg.name}); the gateway makes it again with ${want}`,
+    });
+    cfg = { ...cfg, num_replicas: have };
   }
   await jsm.streams.update(cfg.name, cfg as never);
 }
