@@ -266,6 +266,8 @@ describe("nats cluster (three servers, mailbox replicas 3)", () => {
       await askLoop;
     }
 
+    // Clients stay connected through the NATS failover: no raw socket was closed.
+    for (const s of raw) expect(s.ws.readyState).toBe(WS.OPEN);
     // Raw: every message, in order; a repeat may come (counted), nothing is missing.
     let redelivered = 0;
     for (const s of raw) {
