@@ -24,13 +24,13 @@ const RECREATE_DELAY_MS = 1_000;
 const SCAN_STALL_MS = 5_000;
 /** replicas > 1: how long a shared read waits for its consumer before users read on their own. */
 const SCAN_START_MS = 1_500;
-/** How often a question for the stream leader is asked again while it gets no answer. */
-const LEADER_POLL_MS = 500;
+/** How often a JetStream API question is asked again while it gets no answer (askAgain). */
+const ASK_AGAIN_MS = 500;
 
 export class MailboxStore {
   private jsm: JetStreamManager | null = null;
   /** the JetStream API with a short timeout, for questions asked again until answered (askAgain) */
-  private leaderApi: JetStreamManager | null = null;
+  private quickApi: JetStreamManager | null = null;
   /** replicas > 1: makes shared reads' consumers, giving up soon while the meta leader is elected */
   private scanJs: JetStreamClient | null = null;
   private js: JetStreamClient | null = null;
@@ -97,7 +97,7 @@ export class MailboxStore {
       allow_direct: true,
     }).catch((err) => explainPlacement(err, c, nc));
     this.jsm = jsm;
-    this.leaderApi = await jetstreamManager(nc, { timeout: LEADER_POLL_MS, checkAPI: false });
+    this.quickApi = await jetstreamManager(nc, { timeout: ASK_AGAIN_MS, checkAPI: false });
     this.scanJs = c.replicas > 1 ? jetstream(nc, { timeout: SCAN_START_MS }) : null;
     this.js = js;
     this.nc = nc;
@@ -173,11 +173,11 @@ export class MailboxStore {
   /**
    * A question only the stream leader answers. One sent while the stream has no leader (4-8 s
    * after its server died) is never answered, even once a leader is elected, so it is asked
-   * again every LEADER_POLL_MS, up to the usual API timeout: the answer comes right after the
+   * again every ASK_AGAIN_MS, up to the usual API timeout: the answer comes right after the
    * election instead of a full timeout later (measured: catch-ups 5-17 s slower).
    */
   private async askAgain<T>(ask: (api: JetStreamManager) => Promise<T>): Promise<T> {
-    const api = this.leaderApi;
+    const api = this.quickApi;
     if (!api) throw new Error("mailbox streams are not ready");
     const until = Date.now() + API_TIMEOUT_MS;
     for (;;) {
