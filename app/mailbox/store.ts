@@ -150,7 +150,10 @@ export class MailboxStore {
     // Any replica answers a direct get, and a follower may not have applied the newest
     // messages yet (it holds a prefix of the stream, so a message it returns is the right
     // one). Its "none" could be a message just stored and already sent live, which the
-    // catch-up would then skip as dropped by the limits: the leader has the last word.
+    // catch-up would then skip as dropped by the limits: the leader has the last word. Its
+    // user's last message is a lookup, not a scan, and nearly always settles it.
+    const last = await this.askAgain((api) => api.streams.getMessage(this.config.stream, { last_by_subj: query.next_by_subj }));
+    if (!last || last.seq < fromSeq) return null;
     return this.askAgain((api) => api.streams.getMessage(this.config.stream, query));
   }
 
