@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const TEMPLATE = join(import.meta.dir, "..", "deploy", "nats-cluster", "nats.conf.tmpl");
-const NATS_SERVER = Bun.which("nats-server") ?? Bun.which("nats-server", { PATH: "/usr/sbin:/usr/bin" }) ?? "nats-server";
+export const NATS_SERVER = Bun.which("nats-server") ?? Bun.which("nats-server", { PATH: "/usr/sbin:/usr/bin" }) ?? "nats-server";
 
 export type ClusterNode = {
   index: number;

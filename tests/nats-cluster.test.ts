@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import WS from "ws";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { type NatsCluster, readTemplate, renderConfig, startCluster } from "../scripts/nats-cluster.ts";
+import { NATS_SERVER, type NatsCluster, readTemplate, renderConfig, startCluster } from "../scripts/nats-cluster.ts";
 import { type Gateway, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
 
 const SVC = "ha";
@@ -103,7 +103,7 @@ describe("nats cluster (three servers, mailbox replicas 3)", () => {
     });
     const file = `${cluster.dir}/rendered.conf`;
     await Bun.write(file, conf);
-    const check = Bun.spawnSync(["nats-server", "-t", "-c", file]);
+    const check = Bun.spawnSync([NATS_SERVER, "-t", "-c", file]);
     expect(check.exitCode).toBe(0);
     expect(() => renderConfig(readTemplate(), { name: "a" })).toThrow(/no value for \{\{host\}\}/);
   });
