@@ -47,7 +47,7 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => `m${i}`);
 
 /** Publishes through the HTTP API as a careful service does: each message once, retrying 503s with the same Idempotency-Key. */
 async function publish(gw: Gateway, user: string, data: string, stats: { retries: number }) {
-  for (;;) {
+  for (const end = Date.now() + 60_000; Date.now() < end; ) {
     const r = await gw.fetch(`/v1/publish/${SVC}/${user}`, { method: "POST", body: data, headers: { "Idempotency-Key": `${user}-${data}` }, signal: AbortSignal.timeout(20_000) });
     if (r.status === 202) return;
     const body = await r.text();
@@ -56,6 +56,7 @@ async function publish(gw: Gateway, user: string, data: string, stats: { retries
     stats.retries++;
     await Bun.sleep(100);
   }
+  throw new Error(`publish ${user} ${data}: still 503 after 60 s`);
 }
 
 function percentile(xs: number[], p: number) {
