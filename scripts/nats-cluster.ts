@@ -9,9 +9,11 @@ import type { Subprocess } from "bun";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { NATS_SERVER } from "./harness/nats.ts";
+import { type Child, freePort, GiveUp, startProcess, waitFor } from "./harness/procs.ts";
 
+export { NATS_SERVER };
 const TEMPLATE = join(import.meta.dir, "..", "deploy", "nats-cluster", "nats.conf.tmpl");
-export const NATS_SERVER = Bun.which("nats-server") ?? Bun.which("nats-server", { PATH: "/usr/sbin:/usr/bin" }) ?? "nats-server";
 
 export type ClusterNode = {
   index: number;
@@ -24,6 +26,8 @@ export type ClusterNode = {
   storeDir: string;
   running: boolean;
   proc: Subprocess | null;
+  /** the running server as the harness tracks it (stopped by PID) */
+  child: Child | null;
 };
 
 export type NatsCluster = {
@@ -73,36 +77,12 @@ export function readTemplate(): string {
   return readFileSync(TEMPLATE, "utf8");
 }
 
-async function freePort(host: string): Promise<number> {
-  const srv = Bun.listen({ hostname: host, port: 0, socket: { data() {} } });
-  const port = srv.port;
-  srv.stop(true);
-  return port;
-}
-
-async function poll<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== null && v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    await Bun.sleep(50);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-}
-
 type StreamDetail = { name: string; cluster?: { leader?: string; replicas?: { name: string; current: boolean; offline?: boolean }[] } };
 type Jsz = { meta_cluster?: { leader?: string; cluster_size?: number }; account_details?: { stream_detail?: StreamDetail[] }[] };
 
-const all = new Set<Subprocess>();
-/** temp dirs this process made, removed even when it exits without close() */
+/** temp dirs this process made, removed even when it exits without close() (the harness kills the servers) */
 const dirs = new Set<string>();
 process.on("exit", () => {
-  for (const p of all) p.kill("SIGKILL");
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -115,11 +95,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<NatsClust
   const template = readTemplate();
   const nodes: ClusterNode[] = [];
   for (let i = 0; i < size; i++) {
-    const [port, clusterPort, monitorPort] = [await freePort(host), await freePort(host), await freePort(host)];
+    const [port, clusterPort, monitorPort] = [freePort(), freePort(), freePort()];
     const name = `n${i + 1}`;
     const storeDir = join(dir, name);
     mkdirSync(storeDir, { recursive: true });
-    nodes.push({ index: i, name, url: `nats://${host}:${port}`, port, clusterPort, monitorPort, storeDir, running: false, proc: null });
+    nodes.push({ index: i, name, url: `nats://${host}:${port}`, port, clusterPort, monitorPort, storeDir, running: false, proc: null, child: null });
   }
   const routes = nodes.map((n) => `nats://${host}:${n.clusterPort}`).join("\n    ");
   for (const n of nodes) {
@@ -151,14 +131,19 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<NatsClust
     async start(i) {
       const n = node(i);
       if (n.running) return;
-      const proc = Bun.spawn([NATS_SERVER, "-c", join(n.storeDir, "nats.conf"), "-l", join(n.storeDir, "server.log")], { stdout: "ignore", stderr: "ignore" });
-      all.add(proc);
-      n.proc = proc;
+      const child = startProcess({
+        name: `nats-server ${n.name}`,
+        cmd: [NATS_SERVER, "-c", join(n.storeDir, "nats.conf")],
+        env: process.env as Record<string, string>,
+        logFile: join(n.storeDir, "server.log"),
+      });
+      n.child = child;
+      n.proc = child.proc;
       n.running = true;
-      await poll(`${n.name} serving on ${n.port}`, async () => {
-        if (proc.exitCode !== null) throw new Error(`nats-server ${n.name} exited with ${proc.exitCode}; see ${join(n.storeDir, "server.log")}`);
+      await waitFor(`${n.name} serving on ${n.port}`, async () => {
+        if (child.proc.exitCode !== null) throw new GiveUp(`nats-server ${n.name} exited with ${child.proc.exitCode}; see ${join(n.storeDir, "server.log")}`);
         return (await fetch(`http://${host}:${n.monitorPort}/varz`)).ok;
-      }, 20_000);
+      }, 20_000, 50);
     },
     async stop(i) {
       await end(node(i), "SIGTERM");
@@ -175,11 +160,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<NatsClust
       return nodes.find((x) => x.name === s?.cluster?.leader && x.running)?.index ?? null;
     },
     async waitCurrent(stream, timeoutMs = 30_000) {
-      await poll(`every replica of ${stream} current`, async () => {
+      await waitFor(`every replica of ${stream} current`, async () => {
         const c = (await detail(stream))?.cluster;
         const others = c?.replicas ?? [];
         return Boolean(c?.leader) && others.length === nodes.length - 1 && others.every((r) => r.current && !r.offline);
-      }, timeoutMs);
+      }, timeoutMs, 50);
     },
     async serverOf(clientName) {
       for (const n of running()) {
@@ -193,16 +178,18 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<NatsClust
       return null;
     },
     async waitStreamLeader(stream, o = {}) {
-      return poll(`a leader for stream ${stream}${o.not !== undefined ? ` other than ${nodes[o.not].name}` : ""}`, async () => {
+      // boxed: server 0 is a leader too, and waitFor takes a falsy value for "not yet"
+      const found = await waitFor(`a leader for stream ${stream}${o.not !== undefined ? ` other than ${nodes[o.not].name}` : ""}`, async () => {
         const i = await cluster.streamLeader(stream);
-        return i !== null && i !== o.not ? i : null;
-      }, o.timeoutMs ?? 30_000);
+        return i !== null && i !== o.not ? { i } : null;
+      }, o.timeoutMs ?? 30_000, 50);
+      return found.i;
     },
     async waitReady(timeoutMs = 30_000) {
-      await poll("a JetStream meta leader seen by every running server", async () => {
+      await waitFor("a JetStream meta leader seen by every running server", async () => {
         const leaders = await Promise.all(running().map(async (n) => (await jsz(n)).meta_cluster?.leader ?? ""));
         return leaders.length > 0 && leaders.every((l) => l && l === leaders[0]);
-      }, timeoutMs);
+      }, timeoutMs, 50);
     },
     async close() {
       await Promise.all(nodes.map((n) => end(n, "SIGTERM")));
@@ -233,17 +220,12 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<NatsClust
   }
 
   async function end(n: ClusterNode, signal: "SIGTERM" | "SIGKILL") {
-    const p = n.proc;
+    const c = n.child;
     n.running = false;
-    if (!p) return;
-    if (p.exitCode === null) p.kill(signal);
+    if (!c) return;
     // lame-duck mode can hold a clean shutdown for a while: bounded, then forced
-    const done = await Promise.race([p.exited.then(() => true), Bun.sleep(15_000).then(() => false)]);
-    if (!done) {
-      p.kill("SIGKILL");
-      await p.exited;
-    }
-    all.delete(p);
+    await c.stop(signal, 15_000);
+    n.child = null;
     n.proc = null;
   }
 
