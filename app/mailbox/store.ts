@@ -7,11 +7,13 @@
 //  - how far delivery got is kept per user on `<prefix>.cursor.<svc>.<user>` in a
 //    second stream holding one message per subject (a KV bucket in all but name).
 import { DeliverPolicy, jetstream, type JetStreamClient, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
-import { type MsgHdrs, type NatsConnection, TimeoutError } from "@nats-io/transport-node";
+import { type NatsConnection, TimeoutError } from "@nats-io/transport-node";
+import { type FrameHint, HEADER, parseFrameHint } from "../broker/broker.ts";
 import type { MailboxConfig } from "../ops/config.ts";
 import type { Subjects } from "../core/subjects.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
+import type { MailboxStoreApi, SharedReads, StoredMessage } from "./store-api.ts";
 import { ensureMailbox, explainPlacement, PlacementRefused, upsert } from "./streams.ts";
 
 const NS_PER_S = 1_000_000_000;
@@ -27,7 +29,7 @@ const SCAN_START_MS = 1_500;
 /** How often a JetStream API question is asked again while it gets no answer (askAgain). */
 const ASK_AGAIN_MS = 500;
 
-export class MailboxStore {
+export class MailboxStore implements MailboxStoreApi, SharedReads {
   private jsm: JetStreamManager | null = null;
   /** the JetStream API with a short timeout, for questions asked again until answered (askAgain) */
   private quickApi: JetStreamManager | null = null;
@@ -38,6 +40,8 @@ export class MailboxStore {
   /** the connection the stream-deletion advisories are watched on */
   private watching: NatsConnection | null = null;
   readonly cursorStream: string;
+  /** one stream holds every user's messages: many catch-ups share one read of it */
+  readonly shared: SharedReads = this;
   /** why the streams cannot be placed as configured (replicas, storage), until they can */
   private refused: string | null = null;
 
@@ -143,7 +147,12 @@ export class MailboxStore {
   }
 
   /** The user's first kept message at or after `fromSeq`, or null when there is none. */
-  async next(svcUser: string, fromSeq: number): Promise<StoredMsg | null> {
+  async next(svcUser: string, fromSeq: number): Promise<StoredMessage | null> {
+    const m = await this.nextStored(svcUser, fromSeq);
+    return m && { seq: m.seq, data: m.data, hint: parseFrameHint(m.header?.get(HEADER.frame)) };
+  }
+
+  private async nextStored(svcUser: string, fromSeq: number): Promise<StoredMsg | null> {
     const query = { seq: fromSeq, next_by_subj: this.subjects.recvAll.slice(0, -1) + svcUser };
     const m = await this.direct((api) => api.direct.getMessage(this.config.stream, query));
     if (m || this.config.replicas === 1) return m;
@@ -197,7 +206,7 @@ export class MailboxStore {
    * consumer (deleted afterwards), handing each to `each` with its `<svc>.<user>`.
    * Returns how many were read.
    */
-  async scan(from: number, to: number, each: (svcUser: string, data: Uint8Array, headers: MsgHdrs | undefined, seq: number) => void): Promise<number> {
+  async scan(from: number, to: number, each: (svcUser: string, data: Uint8Array, hint: FrameHint, seq: number) => void): Promise<number> {
     if (!this.js) throw new Error("mailbox streams are not ready");
     const prefix = this.subjects.recvAll.length - 1;
     const consumer = await (this.scanJs ?? this.js).consumers
@@ -222,7 +231,7 @@ export class MailboxStore {
         for await (const m of messages) {
           if (m.seq > to) break;
           read++;
-          each(m.subject.slice(prefix), m.data, m.headers, m.seq);
+          each(m.subject.slice(prefix), m.data, parseFrameHint(m.headers?.get(HEADER.frame)), m.seq);
           if (m.seq === to || m.info.pending === 0) break;
         }
       } finally {
