@@ -10,7 +10,7 @@ import { type Gateway, startGateway, startNats, stopNatsAndClean, waitFor } from
 
 const SVC = "ha";
 const STREAM = "WSGATE";
-const R3 = { WSGATE_MAILBOX_REPLICAS: "3" };
+const R3 = { WSGATE_MAILBOX_REPLICAS: "3", WSGATE_GROUPS_REPLICAS: "3" };
 const USERS = 4;
 const MESSAGES = 1_000;
 /** a request's bound: its own timeout plus what a loaded machine adds */
@@ -119,11 +119,13 @@ describe("nats cluster (three servers, mailbox replicas 3)", () => {
     expect(await cluster.serverOf(g1.nodeId)).not.toBe(await cluster.serverOf(g2.nodeId));
   });
 
-  test("the mailbox streams have three replicas and start above any sequence an earlier stream gave out", async () => {
+  test("the mailbox streams and the group membership bucket have three replicas; the mailbox starts above any sequence an earlier stream gave out", async () => {
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(STREAM);
     expect(info.config.num_replicas).toBe(3);
     expect((await jsm.streams.info(`${STREAM}_CURSORS`)).config.num_replicas).toBe(3);
+    const groups = await waitFor("the group membership bucket", () => jsm.streams.info("KV_WSGATE_GROUPS").catch(() => null));
+    expect(groups.config.num_replicas).toBe(3);
     expect(info.state.first_seq).toBeGreaterThan(1_000_000);
     expect(g1.output()).toContain("3 replicas");
   });
