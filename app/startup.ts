@@ -115,7 +115,7 @@ export function logStart(gw: Gateway, listening: { host: string; port: number })
     port: listening.port,
     node: c.nodeId,
     broker: c.natsUrl ? `nats ${c.natsUrl}` : c.redis ? `redis ${c.redis.redacted}` : "embedded (single node, no NATS)",
-    mailbox: c.mailbox ? `on (${c.redis ? "a Redis stream per user" : `stream ${c.mailbox.stream}`}, ${c.mailbox.maxPerUser || "no cap"}/user, ${c.mailbox.maxAgeS}s)` : "off",
+    mailbox: c.mailbox ? `on (${c.redis ? "a Redis stream per user" : `stream ${c.mailbox.stream}, ${c.mailbox.replicas} replica${c.mailbox.replicas > 1 ? "s" : ""}`}, ${c.mailbox.maxPerUser || "no cap"}/user, ${c.mailbox.maxAgeS}s)` : "off",
     subjects: `${c.prefix}.send.<svc>.<user> / ${c.prefix}.recv.<svc>.<user>`,
     openFilesLimit: gw.metrics.openFilesLimit,
     maxConnections: c.maxConnections,

@@ -19,6 +19,13 @@ export interface Broker {
   /** Begins connecting; never rejects: a broker that is down is retried in the background. */
   start(): Promise<void>;
   publish(subject: string, data: Uint8Array, headers?: Record<string, string>): void;
+  /**
+   * Publishes into the mailbox stream and resolves once the stream stored it (on a quorum of
+   * its replicas). Rejects with NotStored when it surely was not, with StoreUnconfirmed when
+   * no answer came within the bound (it may have been: a retry can store it twice unless it
+   * carries the same `msgId`, which the stream deduplicates).
+   */
+  publishStored(subject: string, data: Uint8Array, headers?: Record<string, string>, msgId?: string): Promise<void>;
   /** Registers interest in one exact subject; the handle is given back to unwatch. */
   watch(subject: string): unknown;
   unwatch(handle: unknown): void;
@@ -61,6 +68,11 @@ export type BrokerHooks = {
   /** The answer to request(…, token): `data` null when no one listens on the subject; `error` the answer's Ws-Error code. */
   answer?: (token: string, data: Uint8Array | null, hint: FrameHint, error: string | null) => void;
 };
+
+/** A stored publish the broker knows was not stored (no stream leader, an error answer): safe to retry. */
+export class NotStored extends Error {}
+/** A stored publish with no answer in time: it may or may not have been stored. */
+export class StoreUnconfirmed extends Error {}
 
 export const HEADER = {
   frame: "Ws-Frame",

@@ -106,6 +106,11 @@ export class EmbeddedBroker implements Broker {
     }
   }
 
+  /** In process there is nothing to store: delivered is as far as a message goes. */
+  async publishStored(subject: string, data: Uint8Array, headers?: Record<string, string>) {
+    this.publish(subject, data, headers);
+  }
+
   /** Lets in-process readers (the HTTP event stream) see messages on a subject prefix. */
   tap(prefix: string, fn: Tap): () => void {
     const entry = { prefix, fn };

@@ -6,6 +6,7 @@ import { HEADER, parseFrameHint } from "./broker.ts";
 import type { HeaderScan } from "./nats-headers.ts";
 import { type LeanProtocol, LeanSub, type LeanSubKind, leanProtocol, leanSubscribe, leanUnsubscribe, readHeaders, subjectOf } from "./nats-internals.ts";
 import type { NatsLink } from "./nats-link.ts";
+import { downSignal, publishStored } from "./nats-stored.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
 
@@ -28,6 +29,9 @@ export class NatsBroker implements Broker {
   private inboxOn: NatsConnection | null = null;
   /** the current connection's protocol handler, when LeanSub can use it */
   private lean: LeanProtocol | null = null;
+  /** settles when the current connection drops: a stored publish stops waiting for an answer that cannot come */
+  private linkDown = downSignal();
+  private readonly connection = () => ({ nc: this.nc, down: this.linkDown });
 
   /** whether each fast path of nats-internals.ts is the one running (tests/nats-internals.test.ts) */
   private readonly fastPaths = { leanSubscriptions: false, headerFallbacks: 0 };
@@ -113,6 +117,7 @@ export class NatsBroker implements Broker {
         await this.prepare(nc);
         if (this.stopping) return;
         this.nc = nc;
+        this.linkDown = downSignal();
         this.lean = leanProtocol(nc);
         this.fastPaths.leanSubscriptions = this.lean !== null;
         if (!this.lean) log("warn", "nats.js protocol internals changed: stock subscriptions (~1.1 KB each) instead of lean ones (see app/broker/nats-internals.ts)");
@@ -121,6 +126,7 @@ export class NatsBroker implements Broker {
         this.setState("connected");
         void this.watchStatus(nc);
         const err = await nc.closed();
+        this.linkDown.fire();
         this.nc = null;
         this.lean = null;
         if (this.stopping) return;
@@ -156,11 +162,13 @@ export class NatsBroker implements Broker {
     for await (const s of nc.status()) {
       if (s.type === "disconnect") {
         log("warn", "nats disconnected; reconnecting", { server: s.server });
+        this.linkDown.fire();
         this.setState("reconnecting");
       } else if (s.type === "reconnect") {
         // nats.js re-sends every live subscription on reconnect. The server may have
         // lost its JetStream state, so the mailbox streams are ensured again.
         log("info", "nats reconnected", { server: s.server });
+        this.linkDown = downSignal();
         void this.prepare(nc).catch(() => {});
         this.setState("connected");
       } else if (s.type === "error") {
@@ -179,6 +187,10 @@ export class NatsBroker implements Broker {
     } else {
       nc.publish(subject, data);
     }
+  }
+
+  publishStored(subject: string, data: Uint8Array, hdrs?: Record<string, string>, msgId?: string): Promise<void> {
+    return publishStored(this.connection, subject, data, hdrs, msgId);
   }
 
   watch(subject: string): LeanSub | Subscription | null {

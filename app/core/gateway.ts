@@ -148,7 +148,7 @@ export class Gateway {
   ready(): { ok: true } | { ok: false; reason: string } {
     if (this.draining) return { ok: false, reason: "draining" };
     const s = this.broker.state();
-    if (s !== "connected") return { ok: false, reason: `broker ${s}` };
+    if (s !== "connected") return { ok: false, reason: this.mailbox?.store.refusal?.() ?? `broker ${s}` };
     return { ok: true };
   }
 
