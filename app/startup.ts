@@ -12,6 +12,7 @@ import { Metrics } from "./ops/metrics.ts";
 import { MailboxDelivery } from "./mailbox/delivery.ts";
 import { MailboxStore } from "./mailbox/store.ts";
 import { embeddedRoutes, routes } from "./http/routes.ts";
+import { mountAdmin } from "./admin/mount.ts";
 import { Auth, KeyError, type ReadTextFile } from "./security/auth.ts";
 import { loadSecrets, type Secrets, Security } from "./security/security.ts";
 
@@ -73,6 +74,7 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
   });
   const app = routes(gw);
   if (gw.broker instanceof EmbeddedBroker) embeddedRoutes(app, gw, gw.broker);
+  if (config.adminToken) mountAdmin(app, gw, config.adminToken);
   return { gw, app };
 }
 
@@ -90,6 +92,7 @@ export function logStart(gw: Gateway, listening: { host: string; port: number })
     openFilesLimit: gw.metrics.openFilesLimit,
     maxConnections: c.maxConnections,
     scheme: c.tlsCert ? "https/wss (TLS)" : "http/ws (no TLS)",
+    adminConsole: c.adminToken ? "on at /admin" : "off",
   });
   const sec = gw.security;
   log("info", "security", sec.describe());
