@@ -32,7 +32,8 @@ const PAGE_HEADERS = {
   "cache-control": "no-store",
   "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
   "x-frame-options": "DENY",
-  "referrer-policy": "no-referrer",
+  // Not no-referrer: under it Chromium sends `Origin: null` on the console's own form posts.
+  "referrer-policy": "same-origin",
   "x-content-type-options": "nosniff",
 };
 

@@ -1,0 +1,122 @@
+// The admin console in headless Chromium (Debian's, through playwright-core) against a Bun
+// gateway: sign-in and its refusals, the overview following real clients, the user view and
+// its actions reaching a real client, sign-out. Screenshots go to .tmp/ (not committed).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { bunClient, type Client, cookie } from "./helpers/clients.ts";
+import { type Gateway, ROOT, startGateway } from "./helpers/procs.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const TOKEN = "browser-console-token-" + crypto.randomUUID();
+const SHOTS = join(ROOT, ".tmp");
+const LAPTOP = { width: 1366, height: 900 };
+const PHONE = { width: 390, height: 844 };
+
+let gw: Gateway;
+let browser: Browser;
+/** A page on another site (localhost vs 127.0.0.1) that posts a form to the console. */
+let evil: ReturnType<typeof Bun.serve>;
+const clients: Client[] = [];
+
+beforeAll(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  [gw, browser] = await Promise.all([
+    startGateway("bun", { env: { WSGATE_ADMIN_TOKEN: TOKEN, WSGATE_NODE_ID: "gw-console" } }),
+    chromium.launch({ executablePath: CHROMIUM, args: FLAGS }),
+  ]);
+  evil = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: () =>
+      new Response(
+        `<!doctype html><form id="f" method="post" action="${gw.http}/admin/api/act" enctype="text/plain">` +
+          `<input name='{"kind":"disconnect-user","svc":"s1","user":"victim","mode":"terminal","x":"' value='"}'></form>` +
+          `<script>document.getElementById("f").submit()</script>`,
+        { headers: { "content-type": "text/html" } },
+      ),
+  });
+});
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await browser?.close();
+  evil?.stop(true);
+  await gw?.stop("SIGKILL");
+});
+
+async function signIn(page: Page, token = TOKEN) {
+  await page.goto(`${gw.http}/admin`);
+  await page.fill("#token", token);
+  return Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]).then(([res]) => res!);
+}
+
+async function open(): Promise<Page> {
+  const page = await browser.newPage({ viewport: LAPTOP });
+  page.on("dialog", (d) => void d.accept());
+  return page;
+}
+
+describe("bun: the admin console in headless Chromium", () => {
+  test("a wrong token is refused: 401 and the sign-in form again", async () => {
+    const page = await open();
+    const res = await signIn(page, "not-the-admin-token");
+    expect(res.status()).toBe(401);
+    await page.waitForSelector("text=Wrong token.");
+    expect(await page.locator("#token").count()).toBe(1);
+    await page.close();
+  });
+
+  test("signed in, the overview's connection count follows clients connecting and leaving", async () => {
+    const page = await open();
+    expect((await signIn(page)).status()).toBe(200);
+    const conns = page.locator('[data-node-connections="gw-console"]');
+    await conns.waitFor();
+    const base = Number(await conns.textContent());
+    const a = await bunClient(gw.ws, { Cookie: cookie("s1", "alice") });
+    const b = await bunClient(gw.ws, { Cookie: cookie("s1", "bob") });
+    clients.push(a, b);
+    await page.waitForFunction((n) => document.querySelector("#t-conns")?.textContent === String(n), base + 2, { timeout: 5000 });
+    b.close();
+    await page.waitForFunction((n) => document.querySelector("#t-conns")?.textContent === String(n), base + 1, { timeout: 5000 });
+    // A little traffic so the charts have something to show in the screenshots.
+    for (let i = 0; i < 20; i++) {
+      await gw.fetch("/v1/publish/s1/alice", { method: "POST", body: `tick ${i}` });
+      if (i % 5 === 0) a.send(`hello ${i}`);
+      await Bun.sleep(100);
+    }
+    await page.waitForFunction(() => Number(document.querySelector("#t-out")?.textContent) > 0, undefined, { timeout: 5000 });
+    await page.screenshot({ path: join(SHOTS, "admin-overview.png"), fullPage: true });
+    await page.setViewportSize(PHONE);
+    // Usable on a phone: nothing wider than the screen except the tables' own scroll boxes.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
+    await page.screenshot({ path: join(SHOTS, "admin-overview-phone.png"), fullPage: true });
+    await page.close();
+  });
+
+  test("a cross-site form post to the console is refused (403) and changes nothing", async () => {
+    const page = await open();
+    await signIn(page);
+    const victim = await bunClient(gw.ws, { Cookie: cookie("s1", "victim") });
+    clients.push(victim);
+    const refused = page.waitForResponse((r) => r.url().endsWith("/admin/api/act"));
+    await page.goto(`http://localhost:${evil.port}/`);
+    expect((await refused).status()).toBe(403);
+    const closed = await Promise.race([victim.closed, Bun.sleep(500).then(() => null)]);
+    expect(closed).toBeNull();
+    await page.close();
+  });
+
+  test("sign-out ends the session: the page is the sign-in form and the API answers 401", async () => {
+    const page = await open();
+    await signIn(page);
+    await page.waitForSelector("#feed-state.ok");
+    await Promise.all([page.waitForNavigation(), page.click("#signout button")]);
+    await page.waitForSelector("#token");
+    const status = await page.evaluate(async () => (await fetch("/admin/api/user/s1/u1")).status);
+    expect(status).toBe(401);
+    await page.close();
+  });
+});
