@@ -3,7 +3,7 @@
 // of the gateway's output.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { bunClient, cookie } from "./helpers/clients.ts";
-import { type Gateway, RUNTIMES, startGateway, waitFor } from "./helpers/procs.ts";
+import { type Gateway, RUNTIMES, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
 
 const TOKEN = "console-token-" + crypto.randomUUID();
 const WRONG = "wrong-token-" + crypto.randomUUID();
@@ -98,3 +98,33 @@ for (const runtime of RUNTIMES) {
     });
   });
 }
+
+describe("bun: the mailbox count the console's user view shows", () => {
+  test("GET /v1/mailbox/<svc>/<user> counts what waits past the user's cursor; 404 naming why when the mailbox is off", async () => {
+    const nats = await startNats({ jetstream: true });
+    const gw = await startGateway("bun", { env: { NATS_URL: nats.url, WSGATE_MAILBOX_CURSOR_FLUSH_MS: "50" } });
+    try {
+      const count = async () => (await (await gw.fetch("/v1/mailbox/s1/away")).json()) as { pending: number; stored: number };
+      expect(await count()).toMatchObject({ pending: 0, stored: 0 });
+      for (let i = 0; i < 3; i++) expect((await gw.fetch("/v1/publish/s1/away", { method: "POST", body: `m${i}` })).status).toBe(202);
+      expect(await count()).toMatchObject({ pending: 3, stored: 3 });
+      const c = await bunClient(gw.ws, { Cookie: cookie("s1", "away") });
+      await c.waitFor(3);
+      c.close();
+      await waitFor("the cursor past the delivered messages", async () => (await count()).pending === 0);
+      expect((await count()).stored).toBe(3);
+      expect((await gw.fetch("/v1/mailbox/s1/a.b")).status).toBe(400);
+    } finally {
+      await gw.stop("SIGKILL");
+      await stopNatsAndClean(nats);
+    }
+    const embedded = await startGateway("bun");
+    try {
+      const res = await embedded.fetch("/v1/mailbox/s1/u1");
+      expect(res.status).toBe(404);
+      expect(await res.json()).toEqual({ error: "the mailbox is off (no NATS_URL, or WSGATE_MAILBOX=off)" });
+    } finally {
+      await embedded.stop("SIGKILL");
+    }
+  });
+});
