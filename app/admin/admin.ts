@@ -42,6 +42,7 @@ const TYPES: Record<string, string> = { js: "text/javascript; charset=utf-8", cs
 export function adminRoutes<E extends Env>(app: Hono<E>, deps: AdminDeps): Feed {
   const sessions = new Sessions(deps.token);
   const feed = new Feed({ series: deps.series, nodeId: deps.nodeId, nodes: () => nodesView(deps), events: deps.events });
+  feed.start();
   const page = (name: "signin.html" | "console.html", fill: Record<string, string>, status = 200) => {
     let html: string = ASSETS[name];
     for (const [k, val] of Object.entries(fill)) html = html.replaceAll(`{{${k}}}`, escapeHtml(val));
@@ -88,7 +89,6 @@ export function adminRoutes<E extends Env>(app: Hono<E>, deps: AdminDeps): Feed 
   app.get("/admin/api/feed", async (c) => {
     const s = await guard(c, sessions, false);
     if (s instanceof Response) return s;
-    feed.start();
     await feed.refreshNodes();
     return streamSSE(c, async (stream) => {
       const queue: FeedMessage[] = [];

@@ -6,6 +6,8 @@ import type { Sample, Series } from "./series.ts";
 
 /** Events kept for a console that opens now: enough to see what just happened, bounded. */
 export const EVENTS_KEPT = 200;
+/** Events passed on to consoles per second; the rest are counted as skipped. */
+export const EVENTS_PER_SECOND = 100;
 
 /** A lifecycle event (connect, disconnect, online, offline, node-down) or a refusal burst. */
 export type TailEvent = Record<string, unknown> & { event: string; time: string };
@@ -31,18 +33,19 @@ export class Feed {
   private unlisten: (() => void) | null = null;
   private lastNodes: NodesView = { source: "local", nodes: [] };
   private readonly now: () => number;
+  private thisSecond = 0;
+  private skipped = 0;
 
   constructor(private readonly deps: FeedDeps) {
     this.now = deps.now ?? Date.now;
   }
 
-  /** Samples every second from now on; the events subscription is held while the ticker runs. */
+  /** Samples every second from now on, console open or not, so the charts have a past. */
   start() {
     if (this.timer) return;
     this.timer = setInterval(() => void this.tick(), 1000);
     // The console must never keep a process alive that is otherwise done (tests, drain).
     (this.timer as { unref?: () => void }).unref?.();
-    this.unlisten = this.deps.events?.((json) => this.onEvent(json)) ?? null;
   }
 
   stop() {
@@ -52,9 +55,16 @@ export class Feed {
     this.unlisten = null;
   }
 
+  /** Lifecycle events are only listened to while a console is open: a cluster's events are a firehose nobody else here needs. */
   subscribe(fn: (m: FeedMessage) => void): () => void {
     this.listeners.add(fn);
-    return () => this.listeners.delete(fn);
+    if (this.listeners.size === 1 && !this.unlisten) this.unlisten = this.deps.events?.((json) => this.onEvent(json)) ?? null;
+    return () => {
+      this.listeners.delete(fn);
+      if (this.listeners.size > 0) return;
+      this.unlisten?.();
+      this.unlisten = null;
+    };
   }
 
   get watchers(): number {
@@ -69,6 +79,8 @@ export class Feed {
     const { sample, refusals } = this.deps.series.sample(this.now());
     const time = new Date(sample.t * 1000).toISOString();
     for (const r of refusals) this.push({ event: "refused", node: this.deps.nodeId, reason: r.reason, count: r.count, time });
+    if (this.skipped > 0) this.push({ event: "skipped", node: this.deps.nodeId, count: this.skipped, time });
+    [this.skipped, this.thisSecond] = [0, 0];
     if (this.listeners.size === 0) return;
     await this.refreshNodes();
     this.emit({ type: "tick", sample, nodes: this.lastNodes });
@@ -84,6 +96,11 @@ export class Feed {
   }
 
   private onEvent(json: string) {
+    // A reconnect storm is thousands of events a second: the tail says how many it left out.
+    if (++this.thisSecond > EVENTS_PER_SECOND) {
+      this.skipped++;
+      return;
+    }
     try {
       const e = JSON.parse(json) as TailEvent;
       if (e && typeof e.event === "string") this.push(e);

@@ -8,6 +8,7 @@ import { createGateway } from "../../app/startup.ts";
 import { loadConfig } from "../../app/ops/config.ts";
 import { Metrics } from "../../app/ops/metrics.ts";
 import { Series } from "../../app/admin/series.ts";
+import { EVENTS_KEPT, EVENTS_PER_SECOND, Feed, type FeedMessage, type TailEvent } from "../../app/admin/feed.ts";
 import { Sessions } from "../../app/admin/session.ts";
 import { parseAction, routeOf } from "../../app/admin/actions.ts";
 import type { Transport } from "../../app/core/transport.ts";
@@ -133,4 +134,36 @@ test("admin routes - sign-out (with the CSRF form field) ends the session and cl
   expect(out.status).toBe(303);
   expect(out.headers.get("set-cookie")).toContain("Max-Age=0");
   expect((await a.request("/admin/api/user/s1/u1", { headers: { cookie } })).status).toBe(401);
+});
+
+test("admin feed - listens to events only while a console is open, keeps the last 200 and counts what it skips over 100/s", async () => {
+  let listening = 0;
+  let emit: (json: string) => void = () => {};
+  const feed = new Feed({
+    series: new Series(new Metrics(), 10),
+    nodeId: "n1",
+    nodes: async () => ({ source: "local", nodes: [] }),
+    events: (fn) => {
+      listening++;
+      emit = fn;
+      return () => listening--;
+    },
+  });
+  const seen: FeedMessage[] = [];
+  const off = feed.subscribe((m) => seen.push(m));
+  expect(listening).toBe(1);
+  for (let i = 0; i < 150; i++) emit(JSON.stringify({ event: "connect", svc: "s1", user: `u${i}`, time: "t" }));
+  emit("not json");
+  await feed.tick();
+  const events = seen.filter((m) => m.type === "event").map((m) => (m as { event: TailEvent }).event);
+  expect(events.filter((e) => e.event === "connect")).toHaveLength(EVENTS_PER_SECOND);
+  expect(events.at(-1)).toMatchObject({ event: "skipped", count: 51 });
+  expect(seen.at(-1)!.type).toBe("tick");
+  for (let s = 0; s < 3; s++) {
+    for (let i = 0; i < 100; i++) emit(JSON.stringify({ event: "connect", svc: "s1", user: `v${i}`, time: "t" }));
+    await feed.tick();
+  }
+  expect(feed.history().events).toHaveLength(EVENTS_KEPT);
+  off();
+  expect(listening).toBe(0);
 });

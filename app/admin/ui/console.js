@@ -83,7 +83,7 @@
   function eventLine(e) {
     const who = e.svc ? `${e.svc}/${e.user}` : e.node ?? "";
     const extra =
-      e.event === "disconnect" ? ` code ${e.code} ${e.reason ?? ""} (by ${e.closedBy})` : e.event === "refused" ? ` ${e.count} × ${e.reason}` : e.conn ? ` ${e.conn}` : "";
+      e.event === "disconnect" ? ` code ${e.code} ${e.reason ?? ""} (by ${e.closedBy})` : e.event === "refused" ? ` ${e.count} × ${e.reason}` : e.event === "skipped" ? ` ${e.count} events not shown (over 100/s)` : e.conn ? ` ${e.conn}` : "";
     return `<li class="ev-${esc(e.event)}"><time>${esc(fmtTime(Date.parse(e.time)))}</time> <b>${esc(e.event)}</b> ${esc(who)}${esc(extra)}</li>`;
   }
   function renderEvents() {
