@@ -15,7 +15,7 @@
   const data = { t: [], connections: [], msgsIn: [], msgsOut: [], refused: [] };
   const charts = [];
   function chart(el, series, cols) {
-    const opts = { width: el.clientWidth || 300, height: 160, legend: { show: true }, scales: { x: { time: true } }, series: [{}, ...series], axes: [{ space: 70 }, { size: 50 }] };
+    const opts = { width: el.clientWidth || 300, height: 160, legend: { show: true }, scales: { x: { time: true } }, series: [{}, ...series], axes: [{ space: 90, values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toLocaleTimeString()) }, { size: 50 }] };
     const u = new uPlot(opts, [data.t, ...cols.map((c) => data[c])], el);
     charts.push({ u, el, cols });
   }
