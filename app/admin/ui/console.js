@@ -84,7 +84,8 @@
     const who = e.svc ? `${e.svc}/${e.user}` : e.node ?? "";
     const extra =
       e.event === "disconnect" ? ` code ${e.code} ${e.reason ?? ""} (by ${e.closedBy})` : e.event === "refused" ? ` ${e.count} × ${e.reason}` : e.event === "skipped" ? ` ${e.count} events not shown (over 100/s)` : e.conn ? ` ${e.conn}` : "";
-    return `<li class="ev-${esc(e.event)}"><time>${esc(fmtTime(Date.parse(e.time)))}</time> <b>${esc(e.event)}</b> ${esc(who)}${esc(extra)}</li>`;
+    const whoHtml = e.svc ? `<a href="#user" data-svc="${esc(e.svc)}" data-user="${esc(e.user)}">${esc(who)}</a>` : esc(who);
+    return `<li class="ev-${esc(e.event)}"><time>${esc(fmtTime(Date.parse(e.time)))}</time> <b>${esc(e.event)}</b> ${whoHtml}${esc(extra)}</li>`;
   }
   function renderEvents() {
     const f = new FormData($("#filter"));
@@ -95,6 +96,14 @@
     $("#events-note").textContent = `${shown.length} of the last ${events.length} events`;
   }
   $("#filter").addEventListener("input", renderEvents);
+  // A user named in an event opens in the user view.
+  $("#event-list").addEventListener("click", (e) => {
+    const a = e.target.closest("a[data-user]");
+    if (!a) return;
+    $("#find input[name=svc]").value = a.dataset.svc;
+    $("#find input[name=user]").value = a.dataset.user;
+    $("#find").requestSubmit();
+  });
   $("#filter").addEventListener("submit", (e) => e.preventDefault());
   function addEvent(e) {
     events.push(e);
@@ -175,6 +184,8 @@
     sel.innerHTML = conns.map((c) => `<option>${esc(c.conn)}</option>`).join("");
     if (conns.some((c) => c.conn === keep)) sel.value = keep;
     $("#user-groups").textContent = describe(body.groups, (b) => (b.groups?.length ? b.groups.join(", ") : "none"));
+    const groups = body.groups.status === 200 ? body.groups.body.groups ?? [] : [];
+    $("#user-group-list").innerHTML = groups.map((g) => `<option value="${esc(g)}">`).join("");
     $("#user-mailbox").textContent = describe(body.mailbox, (b) => `${b.pending} message(s) waiting`);
   }
   $("#find").addEventListener("submit", (e) => {
