@@ -61,7 +61,8 @@ for (const runtime of RUNTIMES) {
     });
 
     test("sign-in sets an HttpOnly SameSite=Strict cookie; the feed then follows a client connecting and leaving", async () => {
-      const res = await gw.fetch("/admin/signin", { method: "POST", redirect: "manual", headers: FORM, body: form({ token: TOKEN }) });
+      // As a browser posts it: with the page's own origin.
+      const res = await gw.fetch("/admin/signin", { method: "POST", redirect: "manual", headers: { ...FORM, origin: gw.http }, body: form({ token: TOKEN }) });
       expect(res.status).toBe(303);
       const setCookie = res.headers.get("set-cookie")!;
       expect(setCookie).toMatch(/^wsgate_admin=[0-9a-f]{64}; Path=\/admin; HttpOnly; SameSite=Strict/);

@@ -13,14 +13,18 @@ export const CSRF_HEADER = "x-wsgate-csrf";
  */
 export function sameOrigin(req: Request): boolean {
   const origin = req.headers.get("origin");
-  const host = req.headers.get("host") ?? new URL(req.url).host;
   if (origin !== null) {
     if (origin === "null") return false;
+    let from: string;
     try {
-      return new URL(origin).host === host;
+      from = new URL(origin).host;
     } catch {
       return false;
     }
+    // Behind a proxy that rewrites Host, the browser's host arrives as X-Forwarded-Host. A
+    // page on another site cannot set that header on a form post (it would need CORS).
+    const forwarded = req.headers.get("x-forwarded-host")?.split(",")[0].trim();
+    return from === (req.headers.get("host") ?? new URL(req.url).host) || from === forwarded;
   }
   const site = req.headers.get("sec-fetch-site");
   return site === null || site === "same-origin" || site === "none";

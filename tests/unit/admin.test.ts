@@ -118,6 +118,7 @@ test("admin routes - a state change needs the session's CSRF token and the same 
   expect((await post({ "x-wsgate-csrf": "f".repeat(64) })).status).toBe(403);
   expect((await post({ "x-wsgate-csrf": csrf, origin: "http://localhost:9999" })).status).toBe(403);
   expect((await post({ "x-wsgate-csrf": csrf, "sec-fetch-site": "cross-site" })).status).toBe(403);
+  expect((await post({ "x-wsgate-csrf": csrf, origin: "https://admin.example.com", "x-forwarded-host": "admin.example.com" })).status).toBe(200);
   const ok = await post({ "x-wsgate-csrf": csrf, origin: "http://localhost" });
   expect(ok.status).toBe(200);
   expect(await ok.json()).toEqual({ route: "POST /v1/publish/s1/u1", status: 202, body: { subject: "ws.recv.s1.u1", bytes: 2 } });
