@@ -175,8 +175,8 @@
     $("#conns tbody").innerHTML = conns
       .map(
         (c) =>
-          `<tr data-conn="${esc(c.conn)}"><td>${esc(c.conn)}</td><td>${esc(c.node)}</td><td>${esc(new Date(c.since).toLocaleString())}</td><td>${esc(c.mode)}</td>` +
-          `<td class="num">${c.framesIn ?? "–"}</td><td class="num">${c.framesOut ?? "–"}</td><td><button data-act="kick-conn" data-conn="${esc(c.conn)}" class="danger">Disconnect</button></td></tr>`,
+          `<tr data-conn="${esc(c.conn)}"><td data-label="connection">${esc(c.conn)}</td><td data-label="node">${esc(c.node)}</td><td data-label="since">${esc(new Date(c.since).toLocaleString())}</td><td data-label="mode">${esc(c.mode)}</td>` +
+          `<td class="num" data-label="frames in">${c.framesIn ?? "–"}</td><td class="num" data-label="frames out">${c.framesOut ?? "–"}</td><td><button data-act="kick-conn" data-conn="${esc(c.conn)}" class="danger">Disconnect</button></td></tr>`,
       )
       .join("");
     const sel = $("#send select[name=conn]");
