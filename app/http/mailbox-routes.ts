@@ -11,6 +11,7 @@ export function mailboxRoutes<E extends Env>(app: Hono<E>, gw: Gateway) {
     if (bad) return bad;
     const mailbox = gw.mailbox;
     if (!mailbox) return c.json({ error: "the mailbox is off (no NATS_URL, or WSGATE_MAILBOX=off)" }, 404);
+    if (!mailbox.store.pending) return c.json({ error: "this mailbox store cannot count a user's messages (the Redis mailbox)" }, 501);
     if (gw.broker.state() !== "connected") return c.json({ error: `broker ${gw.broker.state()}` }, 503);
     try {
       return c.json({ svc, user, ...(await mailbox.store.pending(`${svc}.${user}`)) });

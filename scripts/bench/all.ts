@@ -13,6 +13,8 @@
 //   inbound         clients → NATS vs a bare Bun server publishing to NATS (--inbound-conns 1000, --inbound-duration 5)
 //   workers         WSGATE_WORKERS total memory per connection vs bare Bun.serve × N (--workers-conns 100000,
 //                   --workers 6; ~45 s; --workers-conns 30000 --workers 3 for a quicker one)
+//   redis           Redis beside NATS in one run: subscription cost, idle memory per user, fan-out and
+//                   the 10,000-user mailbox storm (redis-subs.ts, redis-vs-nats.ts; ~1.5 min)
 //
 //   --repeat    runs per target of memory and fanout (medians printed)
 //
@@ -31,7 +33,7 @@ import { printSummary } from "./summary.ts";
 import { runWorkers, WORKERS_TARGETS } from "./workers.ts";
 import { argInt, installCleanup, log, ROOT, runDir } from "./lib.ts";
 
-const NAMES = ["memory", "fanout", "node-memory", "mailbox-steady", "mailbox-storm", "setup", "inbound", "workers"] as const;
+const NAMES = ["memory", "fanout", "node-memory", "mailbox-steady", "mailbox-storm", "setup", "inbound", "workers", "redis"] as const;
 type Name = (typeof NAMES)[number];
 
 const { values: v } = parseArgs({
@@ -155,6 +157,18 @@ await step("inbound", () =>
 await step("workers", () =>
   runWorkers({ conns: argInt(v["workers-conns"], "workers-conns", 1, 1_000_000, 100_000), workers: argInt(v.workers, "workers", 1, 64, 6), targets: [...WORKERS_TARGETS] }),
 );
+await step("redis", async () => {
+  // Each script starts its own servers and gateways and prints markdown rows.
+  const rows: Record<string, string> = {};
+  for (const script of ["redis-subs.ts", "redis-vs-nats.ts"]) {
+    const p = Bun.spawn([process.execPath, join(ROOT, "scripts", "bench", script)], { stdout: "pipe", stderr: "ignore", env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin` } });
+    const out = await new Response(p.stdout).text();
+    if ((await p.exited) !== 0) throw new Error(`${script} exited with ${p.exitCode}`);
+    rows[script] = out.split("\n").filter((l) => l.startsWith("|") || l.startsWith("broker,")).join("\n");
+    log(`${script}:\n${rows[script]}`);
+  }
+  return rows;
+});
 results.totalSeconds = Math.round((Date.now() - t0) / 1000);
 writeFileSync(join(runDir(), "results.json"), JSON.stringify(results, null, 2));
 printSummary(results);
