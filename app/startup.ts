@@ -15,6 +15,9 @@ import { MailboxStore } from "./mailbox/store.ts";
 import { RedisMailboxStore } from "./mailbox/redis-store.ts";
 import { embeddedRoutes, routes } from "./http/routes.ts";
 import { mountAdmin } from "./admin/mount.ts";
+import { groupRoutes } from "./http/group-routes.ts";
+import { LoopTopics } from "./groups/fanout.ts";
+import { groupsFactory } from "./groups/setup.ts";
 import { Auth, KeyError, type ReadTextFile } from "./security/auth.ts";
 import { loadSecrets, type Secrets, Security } from "./security/security.ts";
 
@@ -80,8 +83,11 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
     mailbox: mailboxConfig
       ? (core) => new MailboxDelivery(redis ? new RedisMailboxStore(mailboxConfig, subs) : new MailboxStore(mailboxConfig, subs), core)
       : null,
+    // A runtime without native topics (Deno) fans group messages out in a loop over sockets.
+    groups: groupsFactory(config, transport.topics ?? new LoopTopics((ws, data, text) => transport.send(ws, data, text)), transport.textAsString),
   });
   const app = routes(gw);
+  if (gw.groups) groupRoutes(app, gw.groups);
   if (gw.broker instanceof EmbeddedBroker) embeddedRoutes(app, gw, gw.broker);
   if (config.adminToken) mountAdmin(app, gw, config.adminToken);
   return { gw, app };

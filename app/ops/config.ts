@@ -102,10 +102,34 @@ function securityConfig(e: v.InferOutput<v.ObjectSchema<typeof SECURITY_ENV, und
   };
 }
 
+// ---- groups and broadcast (issue 13) ------------------------------------------------
+const GROUPS_ENV = {
+  WSGATE_MAX_GROUPS_PER_USER: int("WSGATE_MAX_GROUPS_PER_USER", 0, 100_000, 100),
+  WSGATE_MAX_GROUP_MEMBERS: int("WSGATE_MAX_GROUP_MEMBERS", 0, 100_000_000, 100_000),
+  WSGATE_MAX_BROADCASTS_PER_SEC: int("WSGATE_MAX_BROADCASTS_PER_SEC", 0, 1_000_000, 10),
+  WSGATE_GROUPS_BUCKET: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,32}$/, "WSGATE_GROUPS_BUCKET must match ^[A-Za-z0-9_-]{1,32}$")), "WSGATE_GROUPS"),
+  WSGATE_GROUPS_REPLICAS: int("WSGATE_GROUPS_REPLICAS", 1, 5, 1),
+};
+
+/** 0 = unlimited for the three caps */
+export type GroupsConfig = { maxGroupsPerUser: number; maxGroupMembers: number; maxBroadcastsPerSec: number; bucket: string; replicas: number };
+
+function groupsConfig(e: v.InferOutput<v.ObjectSchema<typeof GROUPS_ENV, undefined>>): GroupsConfig {
+  return {
+    maxGroupsPerUser: e.WSGATE_MAX_GROUPS_PER_USER,
+    maxGroupMembers: e.WSGATE_MAX_GROUP_MEMBERS,
+    maxBroadcastsPerSec: e.WSGATE_MAX_BROADCASTS_PER_SEC,
+    bucket: e.WSGATE_GROUPS_BUCKET,
+    replicas: e.WSGATE_GROUPS_REPLICAS,
+  };
+}
+// ---- end groups ---------------------------------------------------------------------
+
 const EnvSchema = v.object({
   ...SECURITY_ENV,
   // ---- NATS credentials and TLS: NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE, NATS_CREDS_FILE, NATS_TLS_* (app/broker/nats-options.ts) ----
   ...NATS_ENV,
+  ...GROUPS_ENV,
   PORT: int("PORT", 0, 65535, 8080),
   HOST: v.optional(v.pipe(v.string(), v.minLength(1, "HOST must not be empty")), "0.0.0.0"),
   NATS_URL: v.optional(
@@ -179,6 +203,7 @@ export type Config = SecurityConfig & {
   mailbox: MailboxConfig | null;
   /** request/reply through the wsgate.v1 envelope */
   rpc: RpcConfig;
+  groups: GroupsConfig;
 };
 
 export type RpcConfig = {
@@ -301,6 +326,7 @@ function toConfig(e: Env): Config {
       maxCallsPerConn: e.WSGATE_MAX_CALLS_PER_CONN,
       maxRequestsPerConn: e.WSGATE_MAX_REQUESTS_PER_CONN,
     },
+    groups: groupsConfig(e),
   };
 }
 

@@ -11,6 +11,8 @@
 //                   mailbox off (--storm-users 10000, --storm-backlog 20)
 //   setup           upgrades per second and a reconnect storm vs bare Bun.serve (--setup-conns 10000)
 //   inbound         clients → NATS vs a bare Bun server publishing to NATS (--inbound-conns 1000, --inbound-duration 5)
+//   groups          one group of 10,000 members vs bare Bun.serve publishing to one native topic;
+//                   bytes per membership (--groups-conns 10000, --groups-messages 200, --groups 10)
 //   workers         WSGATE_WORKERS total memory per connection vs bare Bun.serve × N (--workers-conns 100000,
 //                   --workers 6; ~45 s; --workers-conns 30000 --workers 3 for a quicker one)
 //   redis           Redis beside NATS in one run: subscription cost, idle memory per user, fan-out and
@@ -31,9 +33,10 @@ import { runMailboxStorm, STORM_TARGETS } from "./mailbox-storm.ts";
 import { runSetup, SETUP_DEFAULT_TARGETS } from "./setup.ts";
 import { printSummary } from "./summary.ts";
 import { runWorkers, WORKERS_TARGETS } from "./workers.ts";
+import { runGroups } from "./groups.ts";
 import { argInt, installCleanup, log, ROOT, runDir } from "./lib.ts";
 
-const NAMES = ["memory", "fanout", "node-memory", "mailbox-steady", "mailbox-storm", "setup", "inbound", "workers", "redis"] as const;
+const NAMES = ["memory", "fanout", "node-memory", "mailbox-steady", "mailbox-storm", "setup", "inbound", "groups", "workers", "redis"] as const;
 type Name = (typeof NAMES)[number];
 
 const { values: v } = parseArgs({
@@ -56,6 +59,9 @@ const { values: v } = parseArgs({
     "inbound-duration": { type: "string", default: "5" },
     "workers-conns": { type: "string", default: "100000" },
     workers: { type: "string", default: "6" },
+    "groups-conns": { type: "string", default: "10000" },
+    "groups-messages": { type: "string", default: "200" },
+    groups: { type: "string", default: "10" },
   },
 });
 const only = new Set<Name>();
@@ -152,6 +158,16 @@ await step("inbound", () =>
     rateMax: 1_000_000,
     window: 100_000,
     targets: [...INBOUND_TARGETS],
+  }),
+);
+await step("groups", () =>
+  runGroups({
+    conns: argInt(v["groups-conns"], "groups-conns", 1, 19_000, 10_000),
+    messages: argInt(v["groups-messages"], "groups-messages", 1, 100_000, 200),
+    groups: argInt(v.groups, "groups", 1, 1_000, 10),
+    workers: 1,
+    only: new Set(["fanout", "memory", "broadcast"]),
+    runtimes: ["bun", "node"],
   }),
 );
 await step("workers", () =>
