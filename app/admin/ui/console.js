@@ -207,6 +207,15 @@
     showAnswer(res.status === 200 ? body : { route: "POST /admin/api/act", status: res.status, body });
     setTimeout(() => void lookUp(), 300);
   }
+  // Only the field the chosen target needs is shown.
+  const showTargetFields = () => {
+    const target = $("#send select[name=target]").value;
+    $("#send select[name=conn]").hidden = target !== "conn";
+    $("#send input[name=group]").hidden = target !== "group";
+    $("#send input[name=group]").required = target === "group";
+  };
+  $("#send select[name=target]").addEventListener("change", showTargetFields);
+  showTargetFields();
   $("#send").addEventListener("submit", (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
