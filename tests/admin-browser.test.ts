@@ -96,6 +96,47 @@ describe("bun: the admin console in headless Chromium", () => {
     await page.close();
   });
 
+  test("the user view shows a client's connection within 2 s; a message sent from it arrives; a terminal disconnect closes it with 4101", async () => {
+    const page = await open();
+    await signIn(page);
+    await page.waitForSelector("#feed-state.ok");
+    await page.fill("#find input[name=svc]", "s1");
+    await page.fill("#find input[name=user]", "carol");
+    await page.click("#find button");
+    await page.waitForSelector("#user-summary:has-text('offline')");
+    const client = await bunClient(gw.ws, { Cookie: cookie("s1", "carol") });
+    clients.push(client);
+    const shownAt = Date.now();
+    const row = page.locator("#conns tbody tr");
+    await row.first().waitFor({ timeout: 2000 });
+    expect(Date.now() - shownAt).toBeLessThan(2000);
+    const conn = (await row.first().getAttribute("data-conn"))!;
+    expect(conn).toStartWith("gw-console.");
+    await expect(page.locator("#user-summary").textContent()).resolves.toContain("online: 1 connection");
+
+    await page.fill("#send textarea", "hello from the console");
+    await page.click("#send button");
+    expect((await client.waitFor(1))[0].data).toBe("hello from the console");
+    await page.waitForSelector("#answer:has-text('POST /v1/publish/s1/carol → 202')");
+    await page.selectOption("#send select[name=target]", "conn");
+    await page.fill("#send textarea", "only to this connection");
+    await page.click("#send button");
+    expect((await client.waitFor(2))[1].data).toBe("only to this connection");
+    await page.waitForSelector(`#answer:has-text('POST /v1/connections/s1/carol/${conn} → 200')`);
+    // Frames counted by the gateway show up in the table at the next lookup.
+    await page.waitForFunction(() => document.querySelector("#conns tbody tr td:nth-child(6)")?.textContent === "2", undefined, { timeout: 10_000 });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join(SHOTS, "admin-user.png"), fullPage: true });
+
+    await page.click(`#conns button[data-conn="${conn}"]`);
+    expect((await client.closed).code).toBe(4101);
+    await page.waitForSelector("#answer:has-text('→ 200')");
+    await page.waitForSelector("#event-list li.ev-disconnect:has-text('s1/carol')");
+    await page.fill("#filter input[name=user]", "nobody");
+    expect(await page.locator("#event-list li").count()).toBe(0);
+    await page.close();
+  });
+
   test("a cross-site form post to the console is refused (403) and changes nothing", async () => {
     const page = await open();
     await signIn(page);

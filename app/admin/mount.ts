@@ -1,12 +1,16 @@
 // Wires the console to one gateway node: its counters, its own service API, and (once the
 // cluster's events are published) the lifecycle events. createGateway calls it.
 import type { Env, Hono } from "hono";
+import type { EmbeddedBroker } from "../broker/embedded.ts";
 import type { Gateway } from "../core/gateway.ts";
 import { VERSION } from "../ops/version.ts";
 import { adminRoutes } from "./admin.ts";
 import { Series } from "./series.ts";
 
-export function mountAdmin<E extends Env>(app: Hono<E>, gw: Gateway, token: string) {
+const decoder = new TextDecoder();
+
+/** `embedded`: the in-process broker, whose events are only built while someone taps them. */
+export function mountAdmin<E extends Env>(app: Hono<E>, gw: Gateway, token: string, embedded: EmbeddedBroker | null) {
   const started = Date.now();
   const c = gw.config;
   // The console acts as a service would, so a production gateway checks it like one.
@@ -27,7 +31,13 @@ export function mountAdmin<E extends Env>(app: Hono<E>, gw: Gateway, token: stri
       broker: gw.broker.state(),
     }),
     call: (method, path, body, headers) => Promise.resolve(app.request(path, { method, body, headers: { ...headers, ...auth } })),
-    events: null,
+    // Lifecycle events of every service (README "Lifecycle events"); node-down included on NATS.
+    events: gw.cluster && c.events
+      ? (onEvent) =>
+          embedded
+            ? embedded.tap(`${c.prefix}.events.`, (_subject, data) => onEvent(decoder.decode(data)))
+            : gw.broker.listen(`${c.prefix}.events.>`, (_subject, data) => onEvent(decoder.decode(data)))
+      : null,
     signinFailed: () => gw.metrics.adminSigninFailures++,
   });
 }
