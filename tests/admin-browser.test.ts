@@ -6,7 +6,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { bunClient, type Client, cookie } from "./helpers/clients.ts";
-import { type Gateway, ROOT, startGateway } from "./helpers/procs.ts";
+import { type Gateway, ROOT, startGateway, startNats, stopNatsAndClean } from "./helpers/procs.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
@@ -159,5 +159,33 @@ describe("bun: the admin console in headless Chromium", () => {
     const status = await page.evaluate(async () => (await fetch("/admin/api/user/s1/u1")).status);
     expect(status).toBe(401);
     await page.close();
+  });
+});
+
+describe("bun: the admin console over a NATS cluster of two gateways", () => {
+  test("lists both nodes, and shows one killed with SIGKILL as not answering", async () => {
+    const nats = await startNats({ jetstream: true });
+    const env = { NATS_URL: nats.url, WSGATE_ADMIN_TOKEN: TOKEN };
+    const [a, b] = await Promise.all([startGateway("bun", { env: { ...env, WSGATE_NODE_ID: "gw-a" } }), startGateway("bun", { env: { ...env, WSGATE_NODE_ID: "gw-b" } })]);
+    const page = await open();
+    try {
+      await page.goto(`${a.http}/admin`);
+      await page.fill("#token", TOKEN);
+      await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
+      await page.waitForFunction(() => document.querySelector("#t-nodes")?.textContent === "2", undefined, { timeout: 15_000 });
+      const c = await bunClient(b.ws, { Cookie: cookie("s1", "on-b") });
+      await page.waitForSelector('[data-node-connections="gw-b"]:has-text("1")', { timeout: 10_000 });
+      c.close();
+      await b.stop("SIGKILL");
+      // Silent for 3 announce periods (12 s): late first, then dropped from the set.
+      await page.waitForSelector("#nodes tr.bad:has-text('gw-b')", { timeout: 20_000 });
+      await page.waitForSelector("#nodes tr.bad:has-text('not answering')", { timeout: 20_000 });
+      expect(await page.locator("#t-nodes").textContent()).toBe("1");
+      expect(await page.locator("#nodes tr.ok:has-text('gw-a')").count()).toBe(1);
+    } finally {
+      await page.close();
+      await Promise.all([a.stop("SIGKILL"), b.stop("SIGKILL")]);
+      await stopNatsAndClean(nats);
+    }
   });
 });
