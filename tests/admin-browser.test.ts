@@ -127,6 +127,10 @@ describe("bun: the admin console in headless Chromium", () => {
     await page.waitForFunction(() => document.querySelector("#conns tbody tr td:nth-child(6)")?.textContent === "2", undefined, { timeout: 10_000 });
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(SHOTS, "admin-user.png"), fullPage: true });
+    await page.setViewportSize(PHONE);
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
+    await page.screenshot({ path: join(SHOTS, "admin-user-phone.png"), fullPage: true });
+    await page.setViewportSize(LAPTOP);
 
     await page.click(`#conns button[data-conn="${conn}"]`);
     expect((await client.closed).code).toBe(4101);
