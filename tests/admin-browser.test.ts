@@ -130,6 +130,7 @@ describe("bun: the admin console in headless Chromium", () => {
     await page.setViewportSize(PHONE);
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
     await page.screenshot({ path: join(SHOTS, "admin-user-phone.png"), fullPage: true });
+    await page.locator("#user").screenshot({ path: join(SHOTS, "admin-user-phone-section.png") });
     await page.setViewportSize(LAPTOP);
 
     await page.click(`#conns button[data-conn="${conn}"]`);
