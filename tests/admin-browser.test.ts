@@ -168,7 +168,7 @@ describe("bun: the admin console in headless Chromium", () => {
 });
 
 describe("bun: the admin console over a NATS cluster of two gateways", () => {
-  test("lists both nodes, and shows one killed with SIGKILL as not answering", async () => {
+  test("lists both nodes, shows what waits in a user's mailbox, and shows a node killed with SIGKILL as not answering", async () => {
     const nats = await startNats({ jetstream: true });
     const env = { NATS_URL: nats.url, WSGATE_ADMIN_TOKEN: TOKEN };
     const [a, b] = await Promise.all([startGateway("bun", { env: { ...env, WSGATE_NODE_ID: "gw-a" } }), startGateway("bun", { env: { ...env, WSGATE_NODE_ID: "gw-b" } })]);
@@ -178,6 +178,12 @@ describe("bun: the admin console over a NATS cluster of two gateways", () => {
       await page.fill("#token", TOKEN);
       await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
       await page.waitForFunction(() => document.querySelector("#t-nodes")?.textContent === "2", undefined, { timeout: 15_000 });
+      // The user view reads the mailbox: two messages for a user who is away wait there.
+      for (const m of ["one", "two"]) expect((await a.fetch("/v1/publish/s1/away", { method: "POST", body: m })).status).toBe(202);
+      await page.fill("#find input[name=svc]", "s1");
+      await page.fill("#find input[name=user]", "away");
+      await page.click("#find button");
+      await page.waitForSelector("#user-mailbox:has-text('2 message(s) waiting')");
       const c = await bunClient(b.ws, { Cookie: cookie("s1", "on-b") });
       await page.waitForSelector('[data-node-connections="gw-b"]:has-text("1")', { timeout: 10_000 });
       c.close();
