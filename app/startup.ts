@@ -96,7 +96,7 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
   const embedded = gw.broker instanceof EmbeddedBroker ? gw.broker : null;
   if (embedded) embeddedRoutes(app, gw, embedded);
   clusterRoutes(app, gw.cluster!, embedded);
-  if (config.adminToken) mountAdmin(app, gw, config.adminToken);
+  if (config.adminToken) mountAdmin(app, gw, config.adminToken, embedded);
   return { gw, app };
 }
 
