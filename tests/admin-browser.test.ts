@@ -96,7 +96,7 @@ describe("bun: the admin console in headless Chromium", () => {
     await page.close();
   });
 
-  test("the user view shows a client's connection within 2 s; a message sent from it arrives; a terminal disconnect closes it with 4101", async () => {
+  test("the user view shows a client's connection within 2 s; messages sent from it (user, connection, group, broadcast) arrive; a terminal disconnect closes it with 4101", async () => {
     const page = await open();
     await signIn(page);
     await page.waitForSelector("#feed-state.ok");
@@ -125,6 +125,21 @@ describe("bun: the admin console in headless Chromium", () => {
     await page.waitForSelector(`#answer:has-text('POST /v1/connections/s1/carol/${conn} → 200')`);
     // Frames counted by the gateway show up in the table at the next lookup.
     await page.waitForFunction(() => document.querySelector("#conns tbody tr td:nth-child(6)")?.textContent === "2", undefined, { timeout: 10_000 });
+
+    // Groups: the view lists the user's groups; a message to the group and a service broadcast reach the client.
+    expect((await gw.fetch("/v1/groups/s1/team/members/carol", { method: "PUT" })).status).toBe(200);
+    await page.waitForSelector("#user-groups:has-text('team')", { timeout: 10_000 });
+    await page.selectOption("#send select[name=target]", "group");
+    await page.fill("#send input[name=group]", "team");
+    await page.fill("#send textarea", "to the team");
+    await page.click("#send button");
+    expect((await client.waitFor(3))[2].data).toBe("to the team");
+    await page.waitForSelector("#answer:has-text('POST /v1/groups/s1/team → 202')");
+    await page.selectOption("#send select[name=target]", "broadcast");
+    await page.fill("#send textarea", "to all of s1");
+    await page.click("#send button");
+    expect((await client.waitFor(4))[3].data).toBe("to all of s1");
+    await page.waitForSelector("#answer:has-text('POST /v1/broadcast/s1 → 202')");
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(SHOTS, "admin-user.png"), fullPage: true });
     await page.setViewportSize(PHONE);
