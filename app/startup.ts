@@ -68,7 +68,7 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
     metrics: new Metrics(),
     subjects: subs,
     security: new Security(config, secrets?.auth ?? Auth.fromConfig(config)),
-    broker: (hooks) => (nats ? new NatsBroker(secrets?.nats ?? loadNatsLink(nats), `wsgate ${config.nodeId}`, hooks) : new EmbeddedBroker(hooks)),
+    broker: (hooks) => (nats ? new NatsBroker(secrets?.nats ?? loadNatsLink(nats), `wsgate ${config.nodeId}`, hooks, transport.afterEvents) : new EmbeddedBroker(hooks)),
     mailbox: mailboxConfig ? (core) => new MailboxDelivery(new MailboxStore(mailboxConfig, subs), core) : null,
   });
   const app = routes(gw);

@@ -12,6 +12,7 @@ export function bunTransport(gc: () => void = () => Bun.gc(true)): Transport<Bun
     textAsString: true,
     send: (ws, data, text) => (text ? ws.sendText(data as string) : ws.sendBinary(data as Uint8Array)),
     collectGarbage: gc,
+    afterEvents: (fn) => void setImmediate(fn),
     processStats,
     close: (ws, code, reason) => ws.close(code, reason),
     buffered: (ws) => ws.getBufferedAmount(),

@@ -19,6 +19,11 @@ export interface Broker {
   /** Begins connecting; never rejects: a broker that is down is retried in the background. */
   start(): Promise<void>;
   publish(subject: string, data: Uint8Array, headers?: Record<string, string>): void;
+  /**
+   * A client's frame, with the Ws-Conn, Ws-Node and Ws-Frame headers: the inbound hot path, so
+   * the broker may write it without building a headers object. Throws when it cannot be sent.
+   */
+  publishFrame(subject: string, data: Uint8Array | string, node: string, conn: number, binary: boolean): void;
   /** Registers interest in one exact subject; the handle is given back to unwatch. */
   watch(subject: string): unknown;
   unwatch(handle: unknown): void;

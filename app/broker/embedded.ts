@@ -4,6 +4,8 @@ import { HEADER, parseFrameHint } from "./broker.ts";
 
 export type Tap = (subject: string, data: Uint8Array, headers: Record<string, string>) => void;
 
+const encoder = new TextEncoder();
+
 /** Reply subjects of in-process requests: `<INBOX><token>`. */
 const INBOX = "_INBOX.embedded.";
 
@@ -37,6 +39,11 @@ export class EmbeddedBroker implements Broker {
     }
     if (this.interest.has(subject)) this.hooks.deliver(subject, data, parseFrameHint(headers?.[HEADER.frame]), 0, 0);
     for (const tap of this.taps) if (subject.startsWith(tap.prefix)) tap.fn(subject, data, headers ?? {});
+  }
+
+  publishFrame(subject: string, data: Uint8Array | string, node: string, conn: number, binary: boolean) {
+    const bytes = typeof data === "string" ? encoder.encode(data) : data;
+    this.publish(subject, bytes, { [HEADER.conn]: String(conn), [HEADER.node]: node, [HEADER.frame]: binary ? "binary" : "text" });
   }
 
   /** Lets in-process readers (the HTTP event stream) see messages on a subject prefix. */

@@ -105,3 +105,43 @@ export function leanUnsubscribe(proto: LeanProtocol | null, sub: LeanSub): void 
   proto.unsub(sub);
   proto.subscriptions.cancel(sub);
 }
+
+/** The parts of nats.js's protocol handler that the frame publisher writes through. */
+type RawProtocol = {
+  sendCommand(cmd: Uint8Array): void;
+  info?: { max_payload?: number };
+  noMorePublishing?: boolean;
+  outMsgs: number;
+  outBytes: number;
+};
+
+export type RawSink = {
+  /** Appends finished commands (`msgs` messages) to the client's outbound queue and statistics. */
+  send(commands: Uint8Array, msgs: number): void;
+  /** nats.js refuses publishes once the connection drains or closed. */
+  closing(): boolean;
+  /** the server's max_payload (headers and payload together) */
+  maxPayload(): number;
+};
+
+/**
+ * Commands written by the frame publisher (nats-publish.ts) go into the client's outbound
+ * queue, where nats.js's own publishes go: flushed on the next microtask or inline past its
+ * pending limit, kept while it reconnects. Null when the client does not have that shape;
+ * the broker then publishes through nc.publish.
+ */
+export function rawSink(nc: NatsConnection): RawSink | null {
+  const p = (nc as unknown as { protocol?: Partial<RawProtocol> }).protocol;
+  if (!p || typeof p.sendCommand !== "function" || typeof p.outMsgs !== "number" || typeof p.outBytes !== "number") return null;
+  const proto = p as RawProtocol;
+  return {
+    send(commands, msgs) {
+      proto.outMsgs += msgs;
+      proto.outBytes += commands.length;
+      proto.sendCommand(commands);
+    },
+    closing: () => proto.noMorePublishing === true || nc.isClosed(),
+    // Before the first INFO nats.js knows no limit; the server's default is 1 MiB.
+    maxPayload: () => proto.info?.max_payload ?? 1024 * 1024,
+  };
+}

@@ -4,7 +4,8 @@ import type { ConnectionOptions, Msg, MsgCallback, NatsConnection, Subscription 
 import type { Broker, BrokerHooks, BrokerState } from "./broker.ts";
 import { HEADER, parseFrameHint } from "./broker.ts";
 import type { HeaderScan } from "./nats-headers.ts";
-import { type LeanProtocol, LeanSub, type LeanSubKind, leanProtocol, leanSubscribe, leanUnsubscribe, readHeaders, subjectOf } from "./nats-internals.ts";
+import { type LeanProtocol, LeanSub, type LeanSubKind, leanProtocol, leanSubscribe, leanUnsubscribe, type RawSink, rawSink, readHeaders, subjectOf } from "./nats-internals.ts";
+import { FramePublisher } from "./nats-publish.ts";
 import type { NatsLink } from "./nats-link.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
@@ -28,14 +29,20 @@ export class NatsBroker implements Broker {
   private inboxOn: NatsConnection | null = null;
   /** the current connection's protocol handler, when LeanSub can use it */
   private lean: LeanProtocol | null = null;
+  /** the current connection's outbound queue, when client frames can be written straight into it */
+  private raw: RawSink | null = null;
+  /** client frames, batched per turn of the event loop (nats-publish.ts) */
+  private readonly frames: FramePublisher;
 
   /** whether each fast path of nats-internals.ts is the one running (tests/nats-internals.test.ts) */
-  private readonly fastPaths = { leanSubscriptions: false, headerFallbacks: 0 };
+  private readonly fastPaths = { leanSubscriptions: false, headerFallbacks: 0, rawPublish: false };
 
   constructor(
     private readonly link: NatsLink,
     private readonly name: string,
     private readonly hooks: BrokerHooks,
+    /** when batched client frames go out: after the runtime's socket events (Transport.afterEvents), else at the next microtask */
+    later: (fn: () => void) => void = queueMicrotask,
   ) {
     const deliver = hooks.deliver;
     const scan: HeaderScan = { seq: 0, prev: 0, hint: undefined };
@@ -75,6 +82,15 @@ export class NatsBroker implements Broker {
     // by the same expression a hidden prototype field (16 bytes more each).
     this.UserSub = LeanSub.kind(class extends LeanSub {}, this.onMsg);
     this.RequestSub = LeanSub.kind(class extends LeanSub {}, this.onRequest, REQUEST_QUEUE);
+    this.frames = new FramePublisher(
+      (commands, msgs) => {
+        // A connection that closed since the frames were written loses them, as nats.js's own queue would.
+        const raw = this.raw;
+        if (raw && !raw.closing()) raw.send(commands, msgs);
+      },
+      later,
+      () => this.raw?.maxPayload() ?? 1024 * 1024,
+    );
   }
 
   state() {
@@ -88,7 +104,7 @@ export class NatsBroker implements Broker {
   }
 
   /** Which nats.js fast paths run on the installed client: both on, 0 fallbacks, unless nats.js changed shape. */
-  internals(): { leanSubscriptions: boolean; headerFallbacks: number } {
+  internals(): { leanSubscriptions: boolean; headerFallbacks: number; rawPublish: boolean } {
     return { ...this.fastPaths };
   }
 
@@ -116,12 +132,16 @@ export class NatsBroker implements Broker {
         this.lean = leanProtocol(nc);
         this.fastPaths.leanSubscriptions = this.lean !== null;
         if (!this.lean) log("warn", "nats.js protocol internals changed: stock subscriptions (~1.1 KB each) instead of lean ones (see app/broker/nats-internals.ts)");
+        this.raw = rawSink(nc);
+        this.fastPaths.rawPublish = this.raw !== null;
+        if (!this.raw) log("warn", "nats.js protocol internals changed: client frames published through nc.publish (see app/broker/nats-internals.ts)");
         this.hooks.rewatchAll();
         this.setState("connected");
         void this.watchStatus(nc);
         const err = await nc.closed();
         this.nc = null;
         this.lean = null;
+        this.raw = null;
         if (this.stopping) return;
         log("error", "nats connection closed; connecting again", { error: err ? String(err) : undefined });
         this.setState("connecting");
@@ -171,6 +191,7 @@ export class NatsBroker implements Broker {
   publish(subject: string, data: Uint8Array, hdrs?: Record<string, string>) {
     const nc = this.nc;
     if (!nc) throw new Error("nats is not connected");
+    this.frames.flush(); // client frames written before this go out before it
     if (hdrs) {
       const h = natsHeaders();
       for (const k in hdrs) h.set(k, hdrs[k]);
@@ -178,6 +199,22 @@ export class NatsBroker implements Broker {
     } else {
       nc.publish(subject, data);
     }
+  }
+
+  publishFrame(subject: string, data: Uint8Array | string, node: string, conn: number, binary: boolean) {
+    const nc = this.nc;
+    if (!nc) throw new Error("nats is not connected");
+    const raw = this.raw;
+    if (raw) {
+      if (raw.closing()) throw new Error("nats connection is closing");
+      this.frames.frame(subject, data, node, conn, binary);
+      return;
+    }
+    const h = natsHeaders();
+    h.set(HEADER.conn, String(conn));
+    h.set(HEADER.node, node);
+    h.set(HEADER.frame, binary ? "binary" : "text");
+    nc.publish(subject, data, { headers: h });
   }
 
   watch(subject: string): LeanSub | Subscription | null {
@@ -207,6 +244,7 @@ export class NatsBroker implements Broker {
       nc.subscribe(this.inbox + ".*", { callback: this.onAnswer });
       this.inboxOn = nc;
     }
+    this.frames.flush();
     const h = natsHeaders();
     for (const k in hdrs) h.set(k, hdrs[k]);
     nc.publish(subject, data, { reply: this.inbox + "." + token, headers: h });
@@ -221,6 +259,7 @@ export class NatsBroker implements Broker {
   async close() {
     this.stopping = true;
     const nc = this.nc;
+    this.frames.flush();
     if (nc && !nc.isClosed()) {
       try {
         await nc.drain();

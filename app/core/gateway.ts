@@ -16,7 +16,7 @@ import { noMailboxResume } from "../mailbox/delivery.ts";
 import { HOLD_MAX } from "../mailbox/replay.ts";
 import { messageFrame } from "../envelope/frames.ts";
 import { Rpc } from "../envelope/rpc.ts";
-import { isUtf8 } from "../util/utf8.ts";
+import { isUtf8, utf8Length } from "../util/utf8.ts";
 import { Conn, logClose, type UserEntry } from "./conn.ts";
 import { Deadlines } from "./deadlines.ts";
 import { nodeFull, overBuffer, takeMessage, warnOpenFiles } from "./limits.ts";
@@ -45,6 +45,8 @@ const CLOSE_GRACE_S = 2;
 const RELEASED = Symbol("released");
 
 const encoder = new TextEncoder();
+/** Text frames up to this many UTF-16 units are measured in place rather than encoded. */
+const SHORT_TEXT = 512;
 const decoder = new TextDecoder();
 
 export class Gateway {
@@ -219,8 +221,14 @@ export class Gateway {
   /** A frame from a client. `data` is a string for text frames on runtimes that decode them. */
   message(conn: Conn, data: Uint8Array | string, binary: boolean) {
     if (!conn.user || conn.refuse) return;
-    const bytes = typeof data === "string" ? encoder.encode(data) : data;
-    if (bytes.length > this.config.maxMessageBytes) {
+    // Short text goes to the broker as the string (written without an encoded copy); long text
+    // is encoded here once, natively, rather than measured char by char.
+    let payload = data;
+    let size: number;
+    if (typeof data !== "string") size = data.length;
+    else if (data.length <= SHORT_TEXT) size = utf8Length(data);
+    else size = (payload = encoder.encode(data)).length;
+    if (size > this.config.maxMessageBytes) {
       this.metrics.tooLarge++;
       this.closeWith(conn, CLOSE.TOO_BIG);
       return;
@@ -231,9 +239,9 @@ export class Gateway {
       return;
     }
     this.metrics.messagesIn++;
-    this.metrics.bytesIn += bytes.length;
+    this.metrics.bytesIn += size;
     if (conn.envelope) return this.rpc.frame(conn, data, binary);
-    this.publisher.publish(conn, bytes, binary);
+    this.publisher.publish(conn, payload, binary);
   }
 
   /** A message on a user's subject: out to every socket of that user on this node. */

@@ -141,7 +141,8 @@ export async function runInbound(o: InboundOptions) {
       }
     }
     const maxOf = (t: Target) => median(runs.filter((r) => r.target === t && r.phase.startsWith("max")).map((r) => r.subRate));
-    const lead = o.targets.includes("wsgate") ? "wsgate" : o.targets[0];
+    // The issue's yardstick: every target at half of the reference's saturation.
+    const lead = o.targets.includes("ref-bun-pub") ? "ref-bun-pub" : o.targets[0];
     latRate = Math.max(o.conns, Math.round(maxOf(lead) / 2 / o.conns) * o.conns);
     log(`  latency runs at ${fmt(latRate)} msgs/s in total (half of ${lead}'s median max ${fmt(maxOf(lead))}/s)`);
     for (const t of o.targets) {
