@@ -6,7 +6,13 @@ import { processStats } from "../process-stats.ts";
 
 export type BunSocket = Pick<ServerWebSocket<Conn>, "sendText" | "sendBinary" | "close" | "getBufferedAmount" | "terminate">;
 
-export function bunTransport(gc: () => void = () => Bun.gc(true)): Transport<BunSocket> {
+/** A full collection, then the freed memory handed back to the system (JSC and the allocator keep it otherwise). */
+function collectAndShrink() {
+  Bun.gc(true);
+  Bun.shrink();
+}
+
+export function bunTransport(gc: () => void = collectAndShrink): Transport<BunSocket> {
   return {
     runtime: "bun",
     textAsString: true,

@@ -93,17 +93,19 @@ export function readHeaders(msg: Msg, out: HeaderScan): boolean {
   return true;
 }
 
-/** Registers `sub` with the handler's subscription table and tells the server (SUB). */
-export function leanSubscribe(proto: LeanProtocol, sub: LeanSub): void {
+/**
+ * Registers `sub` with the handler's subscription table (which gives it its sid); the caller
+ * sends the SUB (nats-publish.ts, batched). The client re-sends it on reconnect from the table.
+ */
+export function leanRegister(proto: LeanProtocol, sub: LeanSub): void {
   proto.subscriptions.add(sub);
-  proto._sub(sub);
 }
 
-/** UNSUB and forget; nothing when `sub` belongs to a connection that is gone. */
-export function leanUnsubscribe(proto: LeanProtocol | null, sub: LeanSub): void {
-  if (!proto || proto.subscriptions.get(sub.sid) !== sub) return;
-  proto.unsub(sub);
+/** Forgets `sub`; false when it belongs to a connection that is gone (then no UNSUB is due). */
+export function leanForget(proto: LeanProtocol | null, sub: LeanSub): boolean {
+  if (!proto || proto.subscriptions.get(sub.sid) !== sub) return false;
   proto.subscriptions.cancel(sub);
+  return true;
 }
 
 /** The parts of nats.js's protocol handler that the frame publisher writes through. */

@@ -4,8 +4,8 @@ import type { ConnectionOptions, Msg, MsgCallback, NatsConnection, Subscription 
 import type { Broker, BrokerHooks, BrokerState } from "./broker.ts";
 import { HEADER, parseFrameHint } from "./broker.ts";
 import type { HeaderScan } from "./nats-headers.ts";
-import { type LeanProtocol, LeanSub, type LeanSubKind, leanProtocol, leanSubscribe, leanUnsubscribe, type RawSink, rawSink, readHeaders, subjectOf } from "./nats-internals.ts";
-import { FramePublisher } from "./nats-publish.ts";
+import { type LeanProtocol, LeanSub, type LeanSubKind, leanForget, leanProtocol, leanRegister, type RawSink, rawSink, readHeaders, subjectOf } from "./nats-internals.ts";
+import { OutboundBatch } from "./nats-publish.ts";
 import type { NatsLink } from "./nats-link.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
@@ -32,7 +32,7 @@ export class NatsBroker implements Broker {
   /** the current connection's outbound queue, when client frames can be written straight into it */
   private raw: RawSink | null = null;
   /** client frames, batched per turn of the event loop (nats-publish.ts) */
-  private readonly frames: FramePublisher;
+  private readonly frames: OutboundBatch;
 
   /** whether each fast path of nats-internals.ts is the one running (tests/nats-internals.test.ts) */
   private readonly fastPaths = { leanSubscriptions: false, headerFallbacks: 0, rawPublish: false };
@@ -82,7 +82,7 @@ export class NatsBroker implements Broker {
     // by the same expression a hidden prototype field (16 bytes more each).
     this.UserSub = LeanSub.kind(class extends LeanSub {}, this.onMsg);
     this.RequestSub = LeanSub.kind(class extends LeanSub {}, this.onRequest, REQUEST_QUEUE);
-    this.frames = new FramePublisher(
+    this.frames = new OutboundBatch(
       (commands, msgs) => {
         // A connection that closed since the frames were written loses them, as nats.js's own queue would.
         const raw = this.raw;
@@ -232,7 +232,9 @@ export class NatsBroker implements Broker {
     const proto = this.lean;
     if (!proto) return nc.subscribe(subject, { queue: Kind.prototype.queue, callback: Kind.prototype.callback });
     const sub = new Kind(subject);
-    leanSubscribe(proto, sub);
+    leanRegister(proto, sub);
+    if (this.raw) this.frames.sub(subject, sub.sid, sub.queue);
+    else proto._sub(sub);
     return sub;
   }
 
@@ -251,7 +253,12 @@ export class NatsBroker implements Broker {
   }
 
   unwatch(handle: unknown) {
-    if (handle instanceof LeanSub) return leanUnsubscribe(this.lean, handle);
+    if (handle instanceof LeanSub) {
+      if (!leanForget(this.lean, handle) || this.nc?.isClosed() !== false) return;
+      if (this.raw) this.frames.unsub(handle.sid);
+      else this.lean!.unsub(handle);
+      return;
+    }
     const sub = handle as Subscription | null;
     if (sub && !sub.isClosed()) sub.unsubscribe();
   }

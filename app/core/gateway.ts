@@ -17,6 +17,7 @@ import { HOLD_MAX } from "../mailbox/replay.ts";
 import { messageFrame } from "../envelope/frames.ts";
 import { Rpc } from "../envelope/rpc.ts";
 import { isUtf8, utf8Length } from "../util/utf8.ts";
+import { BurstCollector } from "./burst-gc.ts";
 import { Conn, logClose, type UserEntry } from "./conn.ts";
 import { Deadlines } from "./deadlines.ts";
 import { nodeFull, overBuffer, takeMessage, warnOpenFiles } from "./limits.ts";
@@ -63,6 +64,7 @@ export class Gateway {
   readonly deadlines = new Deadlines((conn) => this.due(conn));
   private readonly users: Users;
   private readonly publisher: ClientPublisher;
+  private readonly burst: BurstCollector;
   private draining = false;
   private everConnected = false;
 
@@ -84,6 +86,7 @@ export class Gateway {
     this.publisher = new ClientPublisher(this.broker, transport, metrics, config.nodeId, subjects.send("", "").slice(0, -1), svcUser);
     const mailbox = this.mailbox;
     const resume = mailbox ? (conn: Conn, after?: number) => mailbox.resume(conn, after) : (conn: Conn, after?: number) => noMailboxResume(transport, conn, after);
+    this.burst = new BurstCollector(transport.collectGarbage, () => metrics.connections);
     this.rpc = new Rpc({ config, metrics, transport, subjects, broker: this.broker, publisher: this.publisher, svcUser, resume });
   }
 
@@ -197,6 +200,7 @@ export class Gateway {
     if (id.exp !== undefined) this.deadlines.set(conn, this.deadlines.fromEpoch(id.exp + this.config.jwtLeewayS));
     this.metrics.connections++;
     this.metrics.upgrades++;
+    this.burst.opened();
   }
 
   /** The socket closed. A frame over WSGATE_MAX_MESSAGE_BYTES cut by the runtime itself arrives here as 1009 (the adapter's mapping). */
@@ -347,6 +351,7 @@ export class Gateway {
       for (const conn of connsOf(entry)) this.transport.close(conn.ws, CLOSE.GOING_AWAY.code, CLOSE.GOING_AWAY.reason);
     }
     this.deadlines.stop();
+    this.burst.stop();
     this.rpc.stop();
     this.mailbox?.stop();
     await this.broker.close();
