@@ -13,6 +13,9 @@
 //   inbound         clients → NATS vs a bare Bun server publishing to NATS (--inbound-conns 1000, --inbound-duration 5)
 //   workers         WSGATE_WORKERS total memory per connection vs bare Bun.serve × N (--workers-conns 100000,
 //                   --workers 6; ~45 s; --workers-conns 30000 --workers 3 for a quicker one)
+//   million         only when named (it loads the whole machine for up to 15 minutes): a million idle
+//                   connections over WSGATE_WORKERS, load clients and nats-server on this box
+//                   (--million-conns 1000000; see scripts/bench/million.ts)
 //
 //   --repeat    runs per target of memory and fanout (medians printed)
 //
@@ -29,9 +32,10 @@ import { runMailboxStorm, STORM_TARGETS } from "./mailbox-storm.ts";
 import { runSetup, SETUP_DEFAULT_TARGETS } from "./setup.ts";
 import { printSummary } from "./summary.ts";
 import { runWorkers, WORKERS_TARGETS } from "./workers.ts";
+import { runMillion } from "./million.ts";
 import { argInt, installCleanup, log, ROOT, runDir } from "./lib.ts";
 
-const NAMES = ["memory", "fanout", "node-memory", "mailbox-steady", "mailbox-storm", "setup", "inbound", "workers"] as const;
+const NAMES = ["memory", "fanout", "node-memory", "mailbox-steady", "mailbox-storm", "setup", "inbound", "workers", "million"] as const;
 type Name = (typeof NAMES)[number];
 
 const { values: v } = parseArgs({
@@ -54,6 +58,7 @@ const { values: v } = parseArgs({
     "inbound-duration": { type: "string", default: "5" },
     "workers-conns": { type: "string", default: "100000" },
     workers: { type: "string", default: "6" },
+    "million-conns": { type: "string", default: "1000000" },
   },
 });
 const only = new Set<Name>();
@@ -61,7 +66,7 @@ for (const n of (v.only ?? "").split(",").map((s) => s.trim()).filter(Boolean)) 
   if (!(NAMES as readonly string[]).includes(n)) throw new Error(`--only takes a comma list of ${NAMES.join(", ")}`);
   only.add(n as Name);
 }
-const want = (n: Name) => only.size === 0 || only.has(n);
+const want = (n: Name) => only.has(n) || (only.size === 0 && n !== "million");
 installCleanup();
 
 // A hard stop for the whole suite: whatever hangs, every child is killed by PID on exit.
@@ -155,6 +160,10 @@ await step("inbound", () =>
 await step("workers", () =>
   runWorkers({ conns: argInt(v["workers-conns"], "workers-conns", 1, 1_000_000, 100_000), workers: argInt(v.workers, "workers", 1, 64, 6), targets: [...WORKERS_TARGETS] }),
 );
+await step("million", () => {
+  const conns = argInt(v["million-conns"], "million-conns", 1, 1_100_000, 1_000_000);
+  return runMillion({ conns, workers: Math.ceil(conns / 18_500), chunk: 57_000, reserveGiB: 3, mailbox: false, reconnect: true, ref: true, sample: 2000, maxMinutes: 15 });
+});
 results.totalSeconds = Math.round((Date.now() - t0) / 1000);
 writeFileSync(join(runDir(), "results.json"), JSON.stringify(results, null, 2));
 printSummary(results);

@@ -336,7 +336,8 @@ async function startServer(name: string, cmd: string[], env: Record<string, stri
   const rec = track(name, proc);
   const base = `http://127.0.0.1:${port}`;
   // Node's first start bundles the adapter (scripts/start.sh): allow for it.
-  const readyMs = opts.runtime === "node" ? 60_000 : 20_000;
+  // and a second more per worker: 55 workers start on two shared cores (scripts/bench/million.ts).
+  const readyMs = (opts.runtime === "node" ? 60_000 : 20_000) + workers * 1000;
   const deadline = Date.now() + readyMs;
   const metricsOnce = async (fresh: boolean) =>
     parseMetrics(await (await fetch(`${base}/metrics`, fresh ? { headers: { connection: "close" }, keepalive: false } : {})).text());
