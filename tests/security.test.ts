@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { join } from "node:path";
-import type { Socket } from "bun";
+import type { Subprocess } from "bun";
 import { rawExchange, tryUpgrade, upgradeRequest } from "./helpers/clients.ts";
 import { type Gateway, type Nats, ROOT, RUNTIMES, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
 import {
@@ -88,19 +88,35 @@ async function reachable(gw: Gateway, probe: Probe, svc: string, user: string) {
  * A well-behaved user on the node under attack: one message every 10 ms through NATS,
  * stamped with the send time; latency is measured on arrival (one clock, this process).
  * `finish` keeps measuring for at least `minMs` in all, so quick attacks still get a sample.
+ * Each stamp also goes round NATS straight back to this process (the control). A message's
+ * `added` latency is its latency minus its control's: what the path through the gateway
+ * adds. A loaded machine delays this process and nats-server for both alike, so the tests
+ * bound `added`, which the attack moves and the machine's other work hardly does.
  */
 async function referenceUser(gw: Gateway, headers: Record<string, string>, svc: string, user: string) {
   const c = await client(gw, headers);
   const subject = `ws.recv.${svc}.${user}`;
   await waitFor("reference subscription", async () => (await nats.subsOf(gw.nodeId)).includes(subject));
   const rnc = await connect({ servers: nats.url });
+  const control = new Map<string, number>();
+  const dec = new TextDecoder();
+  const ctl = rnc.subscribe(`control.${svc}.${user}`, {
+    callback: (_e, m) => {
+      const stamp = dec.decode(m.data);
+      control.set(stamp, performance.now() - Number(stamp));
+    },
+  });
+  await rnc.flush();
   const start = c.received.length;
   const t0 = performance.now();
   let sent = 0;
   let stop = false;
   const loop = (async () => {
-    while (!stop) {
-      rnc.publish(subject, enc.encode(String(performance.now())));
+    // A test that failed or timed out never calls finish: its connection closing ends the loop.
+    while (!stop && !rnc.isClosed()) {
+      const stamp = enc.encode(String(performance.now()));
+      rnc.publish(subject, stamp);
+      rnc.publish(`control.${svc}.${user}`, stamp);
       sent++;
       await Bun.sleep(10);
     }
@@ -113,10 +129,13 @@ async function referenceUser(gw: Gateway, headers: Record<string, string>, svc: 
       stop = true;
       await loop;
       await rnc.flush();
-      await waitFor(`reference user got all ${sent} messages`, () => c.received.length - start >= sent, 15_000);
-      const lat = c.received.slice(start).map((m) => m.at - Number(m.data));
+      await waitFor(`reference user got all ${sent} messages`, () => c.received.length - start >= sent && control.size >= sent, 15_000);
+      const got = c.received.slice(start);
+      const lat = got.map((m) => m.at - Number(m.data));
+      const added = got.map((m, i) => lat[i] - (control.get(m.data as string) ?? 0));
+      ctl.unsubscribe();
       await rnc.close();
-      return { sent, lat, p50: percentile(lat, 50), p99: percentile(lat, 99), max: Math.max(...lat) };
+      return { sent, lat, p50: percentile(lat, 50), p99: percentile(lat, 99), max: Math.max(...lat), addedP99: percentile(added, 99) };
     },
   };
 }
@@ -263,9 +282,9 @@ for (const runtime of RUNTIMES) {
     });
 
     test("a token that expires while connected closes the socket with 4001", async () => {
-      const c = await client(gw, { Authorization: `Bearer ${await sign(hs, { sub: "eve", svc: "hs", aud: AUD, iss: ISS, exp: now() + 2 })}` });
+      const c = await client(gw, { Authorization: `Bearer ${await sign(hs, { sub: "eve", svc: "hs", aud: AUD, iss: ISS, exp: now() + 3 })}` });
       await reachable(gw, c, "hs", "eve");
-      const closed = await Promise.race([c.closed, Bun.sleep(8_000).then(() => ({ code: -1, reason: "still open after 8 s" }))]);
+      const closed = await Promise.race([c.closed, Bun.sleep(10_000).then(() => ({ code: -1, reason: "still open after 10 s" }))]);
       expect(closed).toEqual({ code: 4001, reason: "token expired" });
       expect(await gw.metric("wsgate_token_expired_total")).toBe(1);
       await waitFor("connection gone", async () => (await gw.metric("wsgate_connections")) === 0);
@@ -318,8 +337,7 @@ for (const runtime of RUNTIMES) {
         [priv, "private key"],
       ]) {
         const gw = await startGateway(runtime, { env: { WSGATE_JWT_PUBLIC_KEY: path }, waitListening: false });
-        expect(await gw.proc.exited).toBe(2);
-        await Bun.sleep(50);
+        expect(await gw.finished()).toBe(2);
         const lines = gw.output().trim().split("\n");
         expect(lines.length).toBe(1);
         expect(lines[0]).toContain("WSGATE_JWT_PUBLIC_KEY");
@@ -389,10 +407,12 @@ for (const runtime of RUNTIMES) {
     test("a message flood from one client closes it with 4003 and is counted; a reference user is unaffected", async () => {
       const ref = await referenceUser(gw, { Cookie: "service=lim; user=ref" }, "lim", "ref");
       const flooder = await client(gw, { Cookie: "service=lim; user=flooder" });
-      const published: number[] = [];
-      const sub = nc.subscribe("ws.send.lim.flooder", {
-        callback: () => {
-          published.push(1);
+      let published = 0;
+      let marked = false;
+      const sub = nc.subscribe("ws.send.lim.>", {
+        callback: (_err, m) => {
+          if (m.subject === "ws.send.lim.flooder") published++;
+          else if (m.subject === "ws.send.lim.ref") marked = true;
         },
       });
       await nc.flush();
@@ -407,13 +427,17 @@ for (const runtime of RUNTIMES) {
       // out, so a client that keeps flooding sees 1006 there; it is closed all the same.
       expect(runtime === "deno" ? [4003, 1006] : [4003]).toContain(closed.code);
       await waitFor("both counted", async () => (await gw.metric("wsgate_rate_limited_total")) === before + 2);
+      // The gateway publishes in the order it reads frames, on one NATS connection: a frame from
+      // another client sent now reaches this subscriber after every flood frame it let through.
+      ref.client.ws.send("after the flood");
+      await waitFor("the frame sent after the flood", () => marked);
       // Only the burst got through; everything after the limit was refused, not queued.
-      expect(published.length).toBeLessThanOrEqual(50 + 50);
-      expect(published.length).toBeGreaterThanOrEqual(50);
+      expect(published).toBeLessThanOrEqual(50 + 50);
+      expect(published).toBeGreaterThanOrEqual(50);
       sub.unsubscribe();
       const r = await ref.finish();
-      console.log(`[${runtime}] message flood: reference user p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms over ${r.sent} messages`);
-      expect(r.p99).toBeLessThan(250);
+      console.log(`[${runtime}] message flood: reference user p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms over ${r.sent} messages (added by the gateway's path: p99 ${r.addedP99.toFixed(1)} ms)`);
+      expect(r.addedP99).toBeLessThan(250);
       ref.client.ws.close();
     });
   });
@@ -424,8 +448,10 @@ for (const runtime of RUNTIMES) {
       try {
         const statuses: number[] = [];
         const retryAfter: (string | undefined)[] = [];
-        for (let i = 0; i < 12; i++) {
-          const raw = await rawExchange(gw.port, upgradeRequest({ Cookie: "service=rate; user=bad.user" }));
+        // All at once: sent one after another on a loaded machine they could span more than
+        // a second, and the bucket would refill between them.
+        const raws = await Promise.all(Array.from({ length: 12 }, () => rawExchange(gw.port, upgradeRequest({ Cookie: "service=rate; user=bad.user" }))));
+        for (const raw of raws) {
           const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0);
           statuses.push(status);
           if (status === 503) retryAfter.push(/\r\nretry-after: *(\S+)/i.exec(raw)?.[1]);
@@ -448,31 +474,19 @@ for (const runtime of RUNTIMES) {
   describe(`${runtime}: abuse`, () => {
     test("2,000 junk, slowloris and half-open connections: the node stays up and bounded, a reference user keeps low latency, keepalive frees the dead peers", async () => {
       const gw = await startGateway(runtime, { env: { NATS_URL: nats.url, WSGATE_MAILBOX: "off", WSGATE_IDLE_TIMEOUT_S: "8" } });
-      const sockets: Socket[] = [];
+      let attacker: Subprocess<"ignore", "pipe", "inherit"> | null = null;
       try {
         const ref = await referenceUser(gw, { Cookie: "service=abuse; user=ref" }, "abuse", "ref");
         await Bun.sleep(300);
         const baseline = rssMiB(gw.proc.pid);
         const sampler = rssSampler(gw.proc.pid);
-        const kinds = [
-          () => "", // connects and says nothing
-          () => "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nX-Slow: ", // slowloris: headers never end
-          () => "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + "\xff".repeat(200), // TLS hello and junk on a plain port
-          (i: number) => upgradeRequest({ Cookie: `service=abuse; user=halfopen-${i}` }), // upgrades, then never answers a ping
-        ];
-        for (let batch = 0; batch < 20; batch++) {
-          const opened = await Promise.all(
-            Array.from({ length: 100 }, async (_, j) => {
-              const i = batch * 100 + j;
-              const s = await Bun.connect({ hostname: "127.0.0.1", port: gw.port, socket: { data() {}, error() {}, close() {} } });
-              const bytes = kinds[i % 4](i);
-              if (bytes) s.write(bytes);
-              return s;
-            }),
-          );
-          sockets.push(...opened);
-        }
-        expect(sockets.length).toBe(2_000);
+        // The attack runs in its own process, as an attacker would: its work does not stall this
+        // process, which stamps and receives the reference user's messages.
+        attacker = Bun.spawn([process.execPath, join(ROOT, "tests", "helpers", "junk.ts"), String(gw.port), "2000"], { cwd: ROOT, stdout: "pipe", stderr: "inherit" });
+        const reader = attacker.stdout.getReader();
+        const opened = Number(new TextDecoder().decode((await reader.read()).value).trim());
+        reader.releaseLock();
+        expect(opened).toBe(2_000);
         await waitFor("the 500 half-open upgrades are in", async () => (await gw.metric("wsgate_connections")) >= 501, 20_000);
         const during = await ref.finish();
         const peak = sampler.stop();
@@ -482,16 +496,17 @@ for (const runtime of RUNTIMES) {
         const after = rssMiB(gw.proc.pid);
         console.log(
           `[${runtime}] 2,000 junk/half-open connections: RSS baseline ${baseline.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB, after reaping ${after.toFixed(0)} MiB; ` +
-            `reference user p50 ${during.p50.toFixed(1)} ms, p99 ${during.p99.toFixed(1)} ms (${during.sent} messages)`,
+            `reference user p50 ${during.p50.toFixed(1)} ms, p99 ${during.p99.toFixed(1)} ms (${during.sent} messages; added by the gateway's path: p99 ${during.addedP99.toFixed(1)} ms)`,
         );
         expect(peak - baseline).toBeLessThan(200);
-        expect(during.p99).toBeLessThan(250);
+        expect(during.addedP99).toBeLessThan(250);
         // The reference user is still there after the reaping, and still served.
         nc.publish("ws.recv.abuse.ref", enc.encode(String(performance.now())));
         await waitFor("reference user still served", () => ref.client.received.length > during.sent);
         ref.client.ws.close();
       } finally {
-        for (const s of sockets) s.terminate();
+        attacker?.kill("SIGKILL");
+        await attacker?.exited;
         await gw.stop("SIGKILL");
       }
     }, 120_000);
@@ -520,11 +535,11 @@ for (const runtime of RUNTIMES) {
         expect((await gw.fetch("/healthz")).status).toBe(200);
         console.log(
           `[${runtime}] 100 MB at a reader that never reads: RSS baseline ${baseline.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB (+${(peak - baseline).toFixed(0)}); ` +
-            `reference user p50 ${during.p50.toFixed(1)} ms, p99 ${during.p99.toFixed(1)} ms, max ${during.max.toFixed(1)} ms (${during.sent} messages)`,
+            `reference user p50 ${during.p50.toFixed(1)} ms, p99 ${during.p99.toFixed(1)} ms, max ${during.max.toFixed(1)} ms (${during.sent} messages; added by the gateway's path: p99 ${during.addedP99.toFixed(1)} ms)`,
         );
         // Unbounded buffering would hold most of the 100 MB; the cap is 1 MiB plus what the runtime has in flight.
         expect(peak - baseline).toBeLessThan(64);
-        expect(during.p99).toBeLessThan(250);
+        expect(during.addedP99).toBeLessThan(250);
         ref.client.ws.close();
       } finally {
         stalled.kill("SIGKILL");
@@ -560,8 +575,7 @@ for (const runtime of RUNTIMES) {
 
     test("a missing certificate file stops the start with one line naming the variable", async () => {
       const gw = await startGateway(runtime, { env: { WSGATE_TLS_CERT: "/nonexistent/cert.pem", WSGATE_TLS_KEY: "/nonexistent/key.pem" }, waitListening: false });
-      expect(await gw.proc.exited).toBe(2);
-      await Bun.sleep(50);
+      expect(await gw.finished()).toBe(2);
       const lines = gw.output().trim().split("\n");
       expect(lines.length).toBe(1);
       expect(lines[0]).toContain("WSGATE_TLS_CERT");

@@ -49,7 +49,7 @@ for (const runtime of RUNTIMES) {
 
 test("more than one worker without NATS is a config error", async () => {
   const gw = await startGateway("bun", { env: { WSGATE_WORKERS: "2" }, waitListening: false });
-  expect(await gw.proc.exited).toBe(2);
+  expect(await gw.finished()).toBe(2);
   expect(gw.output()).toContain("WSGATE_WORKERS");
   expect(gw.output()).toContain("needs NATS_URL");
 });

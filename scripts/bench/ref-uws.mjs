@@ -5,8 +5,18 @@
 //
 // Env: PORT, HOST (default 127.0.0.1). GET /readyz, GET /metrics (wsgate_connections,
 // wsgate_users, wsgate_messages_out_total) so the benchmarks drive it like the gateway.
-// The package is CommonJS whose exports Node cannot detect statically: only the default import works.
-import uWS from "@trufflesuite/uws-js-unofficial";
+// The same uWebSockets.js build the gateway loads (adapters/node/uws.ts): the current one where
+// this glibc runs it, else the older uws-pack, so both sides of the comparison run the same uWS.
+import { createRequire } from "node:module";
+
+async function loadUws() {
+  try {
+    return createRequire(import.meta.url)("@btc-vision/uwebsockets.js");
+  } catch {
+    return await import("uws-pack");
+  }
+}
+const uWS = await loadUws();
 
 const port = Number(process.env.PORT ?? 0);
 const host = process.env.HOST ?? "127.0.0.1";
