@@ -235,9 +235,9 @@ export function startRef(name: string, mode: "idle" | "nats", natsUrl?: string, 
 }
 
 /** A bare uWebSockets.js server on Node that only holds sockets (scripts/bench/ref-uws.mjs). */
-export function startRefUws(name: string): Promise<Server> {
+export function startRefUws(name: string, env: Record<string, string> = {}): Promise<Server> {
   // Node cannot raise its own open-files limit: the shell does, as scripts/start.sh does for the gateway.
-  return startServer(name, ["sh", "-c", `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec node ${join(import.meta.dir, "ref-uws.mjs")}`], {}, "/readyz", { runtime: "node" });
+  return startServer(name, ["sh", "-c", `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec node ${join(import.meta.dir, "ref-uws.mjs")}`], env, "/readyz", { runtime: "node" });
 }
 
 /** Polls the server's metrics until `pred` holds (bounded); returns the last reading. */
