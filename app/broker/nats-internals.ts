@@ -111,6 +111,7 @@ export function leanForget(proto: LeanProtocol | null, sub: LeanSub): boolean {
 /** The parts of nats.js's protocol handler that the frame publisher writes through. */
 type RawProtocol = {
   sendCommand(cmd: Uint8Array): void;
+  flushPending(): void;
   info?: { max_payload?: number };
   noMorePublishing?: boolean;
   outMsgs: number;
@@ -128,22 +129,56 @@ export type RawSink = {
 
 /**
  * Commands written by the frame publisher (nats-publish.ts) go into the client's outbound
- * queue, where nats.js's own publishes go: flushed on the next microtask or inline past its
- * pending limit, kept while it reconnects. Null when the client does not have that shape;
+ * queue, where nats.js's own publishes go, and are written at once (kept while it reconnects). Null when the client does not have that shape;
  * the broker then publishes through nc.publish.
  */
 export function rawSink(nc: NatsConnection): RawSink | null {
   const p = (nc as unknown as { protocol?: Partial<RawProtocol> }).protocol;
-  if (!p || typeof p.sendCommand !== "function" || typeof p.outMsgs !== "number" || typeof p.outBytes !== "number") return null;
+  if (!p || typeof p.sendCommand !== "function" || typeof p.flushPending !== "function" || typeof p.outMsgs !== "number" || typeof p.outBytes !== "number") return null;
   const proto = p as RawProtocol;
   return {
     send(commands, msgs) {
       proto.outMsgs += msgs;
       proto.outBytes += commands.length;
       proto.sendCommand(commands);
+      // The batch already waited for the turn's socket events: written now, not a turn later.
+      proto.flushPending();
     },
     closing: () => proto.noMorePublishing === true || nc.isClosed(),
     // Before the first INFO nats.js knows no limit; the server's default is 1 MiB.
     maxPayload: () => proto.info?.max_payload ?? 1024 * 1024,
   };
+}
+
+/** The parts of nats.js's protocol handler behind its outbound queue. */
+type OutboundProtocol = {
+  sendCommand(cmd: string | Uint8Array, ...payloads: Uint8Array[]): void;
+  flushPending(): void;
+  outbound: { length(): number; size(): number; fill(a: Uint8Array, ...bufs: Uint8Array[]): void };
+  pendingLimit: number;
+};
+
+const commandEncoder = new TextEncoder();
+
+/**
+ * nats.js writes its queue to the socket at the next microtask after a command is queued, and
+ * runtimes run microtasks after every socket event: a burst of 10,000 upgrades meant 10,000
+ * socket writes of one JetStream request each (a cursor load), each with its own promise.
+ * This makes the client's own commands wait for `later` (the runtime's setImmediate) instead,
+ * as the frame batch does, so one write carries what a turn of the event loop queued. The
+ * queue is still written at once past its pending limit. False when the handler does not
+ * have that shape (nothing changed).
+ */
+export function flushAfterEvents(nc: NatsConnection, later: (fn: () => void) => void): boolean {
+  const p = (nc as unknown as { protocol?: Partial<OutboundProtocol> }).protocol;
+  if (!p || typeof p.sendCommand !== "function" || typeof p.flushPending !== "function" || typeof p.outbound?.fill !== "function" || typeof p.pendingLimit !== "number") return false;
+  const proto = p as OutboundProtocol;
+  const flush = () => proto.flushPending();
+  proto.sendCommand = (cmd, ...payloads) => {
+    const empty = proto.outbound.length() === 0;
+    proto.outbound.fill(typeof cmd === "string" ? commandEncoder.encode(cmd) : cmd, ...payloads);
+    if (empty) later(flush);
+    else if (proto.outbound.size() >= proto.pendingLimit) proto.flushPending();
+  };
+  return true;
 }

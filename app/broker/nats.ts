@@ -4,7 +4,7 @@ import type { ConnectionOptions, Msg, MsgCallback, NatsConnection, Subscription 
 import type { Broker, BrokerHooks, BrokerState } from "./broker.ts";
 import { HEADER, parseFrameHint } from "./broker.ts";
 import type { HeaderScan } from "./nats-headers.ts";
-import { type LeanProtocol, LeanSub, type LeanSubKind, leanForget, leanProtocol, leanRegister, type RawSink, rawSink, readHeaders, subjectOf } from "./nats-internals.ts";
+import { flushAfterEvents, type LeanProtocol, LeanSub, type LeanSubKind, leanForget, leanProtocol, leanRegister, type RawSink, rawSink, readHeaders, subjectOf } from "./nats-internals.ts";
 import { OutboundBatch } from "./nats-publish.ts";
 import type { NatsLink } from "./nats-link.ts";
 import { log } from "../ops/log.ts";
@@ -42,7 +42,7 @@ export class NatsBroker implements Broker {
     private readonly name: string,
     private readonly hooks: BrokerHooks,
     /** when batched client frames go out: after the runtime's socket events (Transport.afterEvents), else at the next microtask */
-    later: (fn: () => void) => void = queueMicrotask,
+    private readonly later: (fn: () => void) => void = queueMicrotask,
   ) {
     const deliver = hooks.deliver;
     const scan: HeaderScan = { seq: 0, prev: 0, hint: undefined };
@@ -88,7 +88,7 @@ export class NatsBroker implements Broker {
         const raw = this.raw;
         if (raw && !raw.closing()) raw.send(commands, msgs);
       },
-      later,
+      this.later,
       () => this.raw?.maxPayload() ?? 1024 * 1024,
     );
   }
@@ -125,6 +125,7 @@ export class NatsBroker implements Broker {
           await nc.close();
           return;
         }
+        if (!flushAfterEvents(nc, this.later)) log("warn", "nats.js protocol internals changed: one socket write per command (see app/broker/nats-internals.ts)");
         log("info", "nats connected", { server: nc.getServer(), attempt });
         await this.prepare(nc);
         if (this.stopping) return;
@@ -287,6 +288,8 @@ export function connectOptions(link: NatsLink, name: string): ConnectionOptions 
     reconnectTimeWait: 500,
     pingInterval: 10_000,
     timeout: 3_000,
+    // A request would otherwise make an Error for its stack up front: one per mailbox cursor load.
+    noAsyncTraces: true,
   };
   const a = link.auth;
   const bytes = (s: string) => new TextEncoder().encode(s);
