@@ -110,7 +110,7 @@ export function leanForget(proto: LeanProtocol | null, sub: LeanSub): boolean {
 
 /** The parts of nats.js's protocol handler that the frame publisher writes through. */
 type RawProtocol = {
-  sendCommand(cmd: Uint8Array): void;
+  outbound: { fill(a: Uint8Array): void };
   flushPending(): void;
   info?: { max_payload?: number };
   noMorePublishing?: boolean;
@@ -119,8 +119,8 @@ type RawProtocol = {
 };
 
 export type RawSink = {
-  /** Appends finished commands (`msgs` messages) to the client's outbound queue and statistics. */
-  send(commands: Uint8Array, msgs: number): void;
+  /** Appends finished commands (`msgs` messages) to the client's outbound queue and statistics; `write`: and writes the queue to the socket now. */
+  send(commands: Uint8Array, msgs: number, write: boolean): void;
   /** nats.js refuses publishes once the connection drains or closed. */
   closing(): boolean;
   /** the server's max_payload (headers and payload together) */
@@ -129,20 +129,19 @@ export type RawSink = {
 
 /**
  * Commands written by the frame publisher (nats-publish.ts) go into the client's outbound
- * queue, where nats.js's own publishes go, and are written at once (kept while it reconnects). Null when the client does not have that shape;
+ * queue, where nats.js's own commands go (kept while it reconnects). Null when the client does not have that shape;
  * the broker then publishes through nc.publish.
  */
 export function rawSink(nc: NatsConnection): RawSink | null {
   const p = (nc as unknown as { protocol?: Partial<RawProtocol> }).protocol;
-  if (!p || typeof p.sendCommand !== "function" || typeof p.flushPending !== "function" || typeof p.outMsgs !== "number" || typeof p.outBytes !== "number") return null;
+  if (!p || typeof p.outbound?.fill !== "function" || typeof p.flushPending !== "function" || typeof p.outMsgs !== "number" || typeof p.outBytes !== "number") return null;
   const proto = p as RawProtocol;
   return {
-    send(commands, msgs) {
+    send(commands, msgs, write) {
       proto.outMsgs += msgs;
       proto.outBytes += commands.length;
-      proto.sendCommand(commands);
-      // The batch already waited for the turn's socket events: written now, not a turn later.
-      proto.flushPending();
+      proto.outbound.fill(commands);
+      if (write) proto.flushPending();
     },
     closing: () => proto.noMorePublishing === true || nc.isClosed(),
     // Before the first INFO nats.js knows no limit; the server's default is 1 MiB.
@@ -154,7 +153,7 @@ export function rawSink(nc: NatsConnection): RawSink | null {
 type OutboundProtocol = {
   sendCommand(cmd: string | Uint8Array, ...payloads: Uint8Array[]): void;
   flushPending(): void;
-  outbound: { length(): number; size(): number; fill(a: Uint8Array, ...bufs: Uint8Array[]): void };
+  outbound: { size(): number; fill(a: Uint8Array, ...bufs: Uint8Array[]): void };
   pendingLimit: number;
 };
 
@@ -166,19 +165,28 @@ const commandEncoder = new TextEncoder();
  * socket writes of one JetStream request each (a cursor load), each with its own promise.
  * This makes the client's own commands wait for `later` (the runtime's setImmediate) instead,
  * as the frame batch does, so one write carries what a turn of the event loop queued. The
- * queue is still written at once past its pending limit. False when the handler does not
- * have that shape (nothing changed).
+ * queue is still written at once past its pending limit. `before` runs ahead of every command
+ * the client queues: the frame batch moves its commands into the queue there, so the server
+ * gets everything in the order it was asked for (a user's SUB before the mailbox's read of
+ * that user's backlog). False when the handler does not have that shape (nothing changed).
  */
-export function flushAfterEvents(nc: NatsConnection, later: (fn: () => void) => void): boolean {
+export function flushAfterEvents(nc: NatsConnection, later: (fn: () => void) => void, before: () => void): boolean {
   const p = (nc as unknown as { protocol?: Partial<OutboundProtocol> }).protocol;
   if (!p || typeof p.sendCommand !== "function" || typeof p.flushPending !== "function" || typeof p.outbound?.fill !== "function" || typeof p.pendingLimit !== "number") return false;
   const proto = p as OutboundProtocol;
-  const flush = () => proto.flushPending();
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    proto.flushPending();
+  };
   proto.sendCommand = (cmd, ...payloads) => {
-    const empty = proto.outbound.length() === 0;
+    before();
     proto.outbound.fill(typeof cmd === "string" ? commandEncoder.encode(cmd) : cmd, ...payloads);
-    if (empty) later(flush);
-    else if (proto.outbound.size() >= proto.pendingLimit) proto.flushPending();
+    if (proto.outbound.size() >= proto.pendingLimit) proto.flushPending();
+    else if (!scheduled) {
+      scheduled = true;
+      later(flush);
+    }
   };
   return true;
 }

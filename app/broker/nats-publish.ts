@@ -13,8 +13,8 @@
 // the payload and "\r\n".
 import { HEADER } from "./broker.ts";
 
-/** Where a finished batch of `msgs` commands goes: nats.js's outbound queue (nats-internals.ts rawSink). */
-export type Sink = (commands: Uint8Array, msgs: number) => void;
+/** Where a finished batch of `msgs` commands goes: nats.js's outbound queue (nats-internals.ts rawSink), written to the socket now when `write`. */
+export type Sink = (commands: Uint8Array, msgs: number, write: boolean) => void;
 
 /** Bytes kept for batching; a frame larger than what is left starts a batch of its own. */
 const CHUNK = 64 * 1024;
@@ -144,16 +144,25 @@ export class OutboundBatch {
     return this.used;
   }
 
-  /** Hands what is batched to the client; also called before anything else is published, to keep order. */
+  /** Hands what is batched to the client and has it written (the end of a turn of the event loop). */
   flush(): void {
     this.scheduled = false;
+    this.hand(true);
+  }
+
+  /** Moves what is batched into the client's queue, ahead of a command the client itself queues next. */
+  move(): void {
+    this.hand(false);
+  }
+
+  private hand(write: boolean): void {
     if (this.used === 0) return;
     // A copy of just the used bytes: nats.js keeps the chunk until the socket took it, and the buffer is reused.
     const out = this.buf.slice(0, this.used);
     const msgs = this.msgs;
     this.used = this.msgs = 0;
     if (this.buf.length > CHUNK) this.buf = new Uint8Array(CHUNK);
-    this.sink(out, msgs);
+    this.sink(out, msgs, write);
   }
 
   /** Forgets what is batched (the connection it was meant for is gone). */

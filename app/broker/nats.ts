@@ -31,6 +31,8 @@ export class NatsBroker implements Broker {
   private lean: LeanProtocol | null = null;
   /** the current connection's outbound queue, when client frames can be written straight into it */
   private raw: RawSink | null = null;
+  /** the client's own commands queue behind the batch's (nats-internals.ts flushAfterEvents), so SUBs may be batched too */
+  private batched = false;
   /** client frames, batched per turn of the event loop (nats-publish.ts) */
   private readonly frames: OutboundBatch;
 
@@ -83,10 +85,10 @@ export class NatsBroker implements Broker {
     this.UserSub = LeanSub.kind(class extends LeanSub {}, this.onMsg);
     this.RequestSub = LeanSub.kind(class extends LeanSub {}, this.onRequest, REQUEST_QUEUE);
     this.frames = new OutboundBatch(
-      (commands, msgs) => {
+      (commands, msgs, write) => {
         // A connection that closed since the frames were written loses them, as nats.js's own queue would.
         const raw = this.raw;
-        if (raw && !raw.closing()) raw.send(commands, msgs);
+        if (raw && !raw.closing()) raw.send(commands, msgs, write);
       },
       this.later,
       () => this.raw?.maxPayload() ?? 1024 * 1024,
@@ -125,7 +127,8 @@ export class NatsBroker implements Broker {
           await nc.close();
           return;
         }
-        if (!flushAfterEvents(nc, this.later)) log("warn", "nats.js protocol internals changed: one socket write per command (see app/broker/nats-internals.ts)");
+        this.batched = flushAfterEvents(nc, this.later, () => this.frames.move());
+        if (!this.batched) log("warn", "nats.js protocol internals changed: one socket write per command (see app/broker/nats-internals.ts)");
         log("info", "nats connected", { server: nc.getServer(), attempt });
         await this.prepare(nc);
         if (this.stopping) return;
@@ -234,7 +237,7 @@ export class NatsBroker implements Broker {
     if (!proto) return nc.subscribe(subject, { queue: Kind.prototype.queue, callback: Kind.prototype.callback });
     const sub = new Kind(subject);
     leanRegister(proto, sub);
-    if (this.raw) this.frames.sub(subject, sub.sid, sub.queue);
+    if (this.raw && this.batched) this.frames.sub(subject, sub.sid, sub.queue);
     else proto._sub(sub);
     return sub;
   }
@@ -256,7 +259,7 @@ export class NatsBroker implements Broker {
   unwatch(handle: unknown) {
     if (handle instanceof LeanSub) {
       if (!leanForget(this.lean, handle) || this.nc?.isClosed() !== false) return;
-      if (this.raw) this.frames.unsub(handle.sid);
+      if (this.raw && this.batched) this.frames.unsub(handle.sid);
       else this.lean!.unsub(handle);
       return;
     }
