@@ -33,7 +33,8 @@ commands:
                              HEALTHCHECKs: the image has no curl)
   publish SVC USER MESSAGE [--url URL] [--binary]
                              send MESSAGE to a user: through NATS when NATS_URL is set, else
-                             through the HTTP API of a running gateway (default http://127.0.0.1:$PORT)
+                             through the HTTP API of a running gateway (default http://127.0.0.1:$PORT;
+                             with REDIS_URL too, so the mailbox function stores it)
 
 options:
   --env-file FILE            read variables from FILE first (the environment wins); nothing is
@@ -110,7 +111,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | undefi
         return 2;
       }
       const mode = config.jwtSecret || config.jwtPublicKey ? "production" : "development";
-      out(`config ok: ${mode} mode, ${config.natsUrl ? "NATS" : "embedded broker"}, listening on ${config.host}:${config.port}`);
+      out(`config ok: ${mode} mode, ${config.natsUrl ? "NATS" : config.redis ? "Redis" : "embedded broker"}, listening on ${config.host}:${config.port}`);
       return 0;
     }
     case "token":

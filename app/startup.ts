@@ -3,6 +3,7 @@
 import { EmbeddedBroker } from "./broker/embedded.ts";
 import { NatsBroker } from "./broker/nats.ts";
 import { loadNatsLink } from "./broker/nats-link.ts";
+import { RedisBroker } from "./broker/redis.ts";
 import { checkConfig, type Config } from "./ops/config.ts";
 import { Gateway } from "./core/gateway.ts";
 import type { Transport } from "./core/transport.ts";
@@ -11,7 +12,11 @@ import { log, setLogBase, setLogLevel } from "./ops/log.ts";
 import { Metrics } from "./ops/metrics.ts";
 import { MailboxDelivery } from "./mailbox/delivery.ts";
 import { MailboxStore } from "./mailbox/store.ts";
+import { RedisMailboxStore } from "./mailbox/redis-store.ts";
 import { embeddedRoutes, routes } from "./http/routes.ts";
+import { groupRoutes } from "./http/group-routes.ts";
+import { LoopTopics } from "./groups/fanout.ts";
+import { groupsFactory } from "./groups/setup.ts";
 import { Auth, KeyError, type ReadTextFile } from "./security/auth.ts";
 import { loadSecrets, type Secrets, Security } from "./security/security.ts";
 
@@ -62,16 +67,26 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
   const subs = subjects(config.prefix);
   const mailboxConfig = config.mailbox;
   const nats = config.nats;
+  const redis = config.redis;
   const gw = new Gateway({
     config,
     transport,
     metrics: new Metrics(),
     subjects: subs,
     security: new Security(config, secrets?.auth ?? Auth.fromConfig(config)),
-    broker: (hooks) => (nats ? new NatsBroker(secrets?.nats ?? loadNatsLink(nats), `wsgate ${config.nodeId}`, hooks, transport.afterEvents) : new EmbeddedBroker(hooks)),
-    mailbox: mailboxConfig ? (core) => new MailboxDelivery(new MailboxStore(mailboxConfig, subs), core) : null,
+    broker: (hooks) => {
+      if (nats) return new NatsBroker(secrets?.nats ?? loadNatsLink(nats), `wsgate ${config.nodeId}`, hooks, transport.afterEvents);
+      if (redis) return new RedisBroker({ settings: redis, nodeId: config.nodeId, subjects: subs, sendMaxLen: config.redisSendMaxLen, mailbox: !!mailboxConfig }, hooks);
+      return new EmbeddedBroker(hooks);
+    },
+    mailbox: mailboxConfig
+      ? (core) => new MailboxDelivery(redis ? new RedisMailboxStore(mailboxConfig, subs) : new MailboxStore(mailboxConfig, subs), core)
+      : null,
+    // A runtime without native topics (Deno) fans group messages out in a loop over sockets.
+    groups: groupsFactory(config, transport.topics ?? new LoopTopics((ws, data, text) => transport.send(ws, data, text)), transport.textAsString),
   });
   const app = routes(gw);
+  if (gw.groups) groupRoutes(app, gw.groups);
   if (gw.broker instanceof EmbeddedBroker) embeddedRoutes(app, gw, gw.broker);
   return { gw, app };
 }
@@ -84,8 +99,8 @@ export function logStart(gw: Gateway, listening: { host: string; port: number })
     host: listening.host,
     port: listening.port,
     node: c.nodeId,
-    broker: c.natsUrl ? `nats ${c.natsUrl}` : "embedded (single node, no NATS)",
-    mailbox: c.mailbox ? `on (stream ${c.mailbox.stream}, ${c.mailbox.maxPerUser || "no cap"}/user, ${c.mailbox.maxAgeS}s)` : "off",
+    broker: c.natsUrl ? `nats ${c.natsUrl}` : c.redis ? `redis ${c.redis.redacted}` : "embedded (single node, no NATS)",
+    mailbox: c.mailbox ? `on (${c.redis ? "a Redis stream per user" : `stream ${c.mailbox.stream}`}, ${c.mailbox.maxPerUser || "no cap"}/user, ${c.mailbox.maxAgeS}s)` : "off",
     subjects: `${c.prefix}.send.<svc>.<user> / ${c.prefix}.recv.<svc>.<user>`,
     openFilesLimit: gw.metrics.openFilesLimit,
     maxConnections: c.maxConnections,

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The whole test suite: unit tests, the conformance suite on Bun, Node-uWS and Deno,
+# The whole test suite: unit tests, the conformance suite on Bun, Node-uWS and Deno (NATS and Redis),
 # multi-node, faults, the compiled binary, request/reply and the client SDK (also in
 # headless Chromium). Installs what a fresh machine lacks.
 # Ends with one line: tests: N passed, M failed[, K skipped]
@@ -16,6 +16,17 @@ if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; t
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get install -y nats-server >/dev/null 2>&1 || { $sudo_cmd apt-get update >/dev/null 2>&1 && $sudo_cmd apt-get install -y nats-server >/dev/null 2>&1; } || {
     echo "test.sh: could not install nats-server (apt-get install -y nats-server failed)"
+    echo "tests: 0 passed, 1 failed"
+    exit 1
+  }
+fi
+# The Redis backplane's tests start their own redis-server (Debian's package, 7.0 or later).
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "test.sh: redis-server not found; installing Debian's redis-server package"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get install -y redis-server >/dev/null 2>&1 || { $sudo_cmd apt-get update >/dev/null 2>&1 && $sudo_cmd apt-get install -y redis-server >/dev/null 2>&1; } || {
+    echo "test.sh: could not install redis-server (apt-get install -y redis-server failed)"
     echo "tests: 0 passed, 1 failed"
     exit 1
   }

@@ -70,7 +70,8 @@ export type CloseInfo = {
   delayMs: number;
 };
 
-export type MessageInfo = { seq?: number };
+/** `group` names the group a group message came through; `broadcast` marks a message to every connection of the service. */
+export type MessageInfo = { seq?: number; group?: string; broadcast?: true };
 export type RequestInfo = { id: string };
 /** Answers a service's request; the returned value (or promise) is the reply, a throw becomes an error. */
 export type RequestHandler = (data: Data, info: RequestInfo) => DataInput | void | Promise<DataInput | void>;
@@ -322,7 +323,7 @@ export class WsgateClient {
   private onFrame(ws: WebSocketLike, raw: unknown) {
     if (this.ws !== ws || typeof raw !== "string") return;
     // A ServerFrame, read field by field: nothing in it is trusted.
-    let f: { type?: unknown; id?: unknown; data?: unknown; encoding?: unknown; seq?: unknown; code?: unknown; message?: unknown };
+    let f: { type?: unknown; id?: unknown; data?: unknown; encoding?: unknown; seq?: unknown; code?: unknown; message?: unknown; group?: unknown; broadcast?: unknown };
     try {
       f = JSON.parse(raw);
     } catch {
@@ -336,7 +337,10 @@ export class WsgateClient {
           if (seq <= this._lastSeq) return;
           this._lastSeq = seq;
         }
-        return this.emit("message", decode(f), { seq });
+        const info: MessageInfo = { seq };
+        if (typeof f.group === "string") info.group = f.group;
+        if (f.broadcast === true) info.broadcast = true;
+        return this.emit("message", decode(f), info);
       }
       case "request":
         if (typeof f.id === "string") this.answer(ws, f.id, decode(f));

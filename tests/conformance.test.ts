@@ -1,25 +1,24 @@
-// One behaviour, three runtimes: every test here runs against the Bun, Node-uWS and
-// Deno adapters, with a real nats-server and real clients.
+// One behaviour, three runtimes, two brokers: every test here runs against the Bun, Node-uWS
+// and Deno adapters, on a real nats-server and on a real redis-server, with real clients.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { type Backplane, natsBackplane, redisBackplane } from "./helpers/backplane.ts";
 import { bunClient, cookie, tryUpgrade, wsPackageClient } from "./helpers/clients.ts";
 import { nodeLts } from "./helpers/node-lts.ts";
-import { type Gateway, type Nats, type Runtime, RUNTIMES, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
+import { type Gateway, type Runtime, RUNTIMES, startGateway, waitFor } from "./helpers/procs.ts";
 
-const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-let nats: Nats;
-let nc: NatsConnection;
+/** The brokers the suite runs on (WSGATE_TEST_BROKERS=nats,redis by default). */
+const BROKERS = (process.env.WSGATE_TEST_BROKERS ?? "nats,redis").split(",");
+const backplanes: Backplane[] = [];
 
 beforeAll(async () => {
-  nats = await startNats();
-  nc = await connect({ servers: nats.url });
+  if (BROKERS.includes("nats")) backplanes.push(await natsBackplane());
+  if (BROKERS.includes("redis")) backplanes.push(await redisBackplane());
 });
 
 afterAll(async () => {
-  await nc?.close();
-  if (nats) await stopNatsAndClean(nats);
+  for (const b of backplanes) await b.close();
 });
 
 /** Each runtime, and the Node adapter again on each Node LTS line (NODE_BIN picks the binary in scripts/start.sh). */
@@ -35,10 +34,14 @@ for (const { runtime, label, env: runtimeEnv, skip } of VARIANTS) {
     describe.skip(`${label}: skipped: ${skip}`, () => test("conformance", () => {}));
     continue;
   }
-  describe(`${label}: NATS mode`, () => {
+  for (const [bi, broker] of BROKERS.entries()) describe(`${label}: ${broker === "nats" ? "NATS" : "Redis"} mode`, () => {
     let gw: Gateway;
+    let bp: Backplane;
+    /** ids unique to this runtime and broker: a Redis channel's subscriber count is server-wide */
+    const tag = `${label}-${broker}`;
     beforeAll(async () => {
-      gw = await startGateway(runtime, { env: { ...runtimeEnv, NATS_URL: nats.url, WSGATE_MAILBOX: "off" } });
+      bp = backplanes[bi];
+      gw = await startGateway(runtime, { env: { ...runtimeEnv, ...bp.env } });
       await waitFor("readyz 200", async () => (await fetch(`${gw.http}/readyz`)).status === 200);
     });
     afterAll(async () => {
@@ -82,7 +85,7 @@ for (const { runtime, label, env: runtimeEnv, skip } of VARIANTS) {
         [{ Cookie: `service=s1; user=${"x".repeat(65)}` }, 400, "cookie user is invalid"],
         [{ Cookie: "service=s1; user=u1; user=u2" }, 400, "cookie user is given twice"],
       ];
-      const subsBefore = (await nats.subsOf(gw.nodeId)).length;
+      const subsBefore = await bp.total(gw.nodeId);
       for (const [headers, status, body] of cases) {
         const r = await tryUpgrade(gw.http, headers);
         expect({ headers, status: r.status }).toEqual({ headers, status });
@@ -90,20 +93,15 @@ for (const { runtime, label, env: runtimeEnv, skip } of VARIANTS) {
       }
       expect(await gw.metric("wsgate_connections")).toBe(0);
       expect(await gw.metric('wsgate_upgrades_refused_total{reason="identity"}')).toBeGreaterThanOrEqual(cases.length);
-      expect((await nats.subsOf(gw.nodeId)).length).toBe(subsBefore);
+      expect(await bp.total(gw.nodeId)).toBe(subsBefore);
       // A plain GET is not an upgrade.
       const plain = await fetch(`${gw.http}/ws`, { headers: { Cookie: cookie("s1", "u1") } });
       expect(plain.status).toBe(426);
     });
 
-    test("client frames go to ws.send.<svc>.<user> unchanged, with connection, node and frame headers", async () => {
-      const sub = nc.subscribe(`ws.send.conf-${label}.alice`);
-      const got: { data: Uint8Array; conn?: string; node?: string; frame?: string }[] = [];
-      void (async () => {
-        for await (const m of sub) got.push({ data: m.data, conn: m.headers?.get("Ws-Conn"), node: m.headers?.get("Ws-Node"), frame: m.headers?.get("Ws-Frame") });
-      })();
-      await nc.flush();
-      const c = await bunClient(gw.ws, { Cookie: cookie(`conf-${label}`, "alice") });
+    test("client frames reach the service unchanged (NATS: ws.send.<svc>.<user>, Redis: stream ws.send.<svc>), with user, connection, node and frame type", async () => {
+      const { got, stop } = await bp.clientFrames(`conf-${tag}`);
+      const c = await bunClient(gw.ws, { Cookie: cookie(`conf-${tag}`, "alice") });
       const binary = new Uint8Array([0, 1, 2, 0xff, 0xfe]);
       c.send("héllo wörld");
       c.send(binary);
@@ -115,36 +113,35 @@ for (const { runtime, label, env: runtimeEnv, skip } of VARIANTS) {
       expect(got[0].node).toBe(gw.nodeId);
       expect(got[0].conn).toMatch(/^\d+$/);
       expect(got[1].conn).toBe(got[0].conn);
+      expect(got.map((g) => g.user)).toEqual(["alice", "alice"]);
       c.close();
-      sub.unsubscribe();
+      await stop();
     });
 
-    test("NATS → client: text when valid UTF-8, binary otherwise or when Ws-Frame says so, in publish order", async () => {
-      const svc = `conf-${label}`;
+    test("broker → client: text when valid UTF-8, binary otherwise or when Ws-Frame says so, in publish order", async () => {
+      const svc = `conf-${tag}`;
       const c = await bunClient(gw.ws, { Cookie: cookie(svc, "bob") });
-      await waitFor("subscription on the server", async () => (await nats.subsOf(gw.nodeId)).includes(`ws.recv.${svc}.bob`));
-      nc.publish(`ws.recv.${svc}.bob`, enc.encode("plain ✓"));
-      nc.publish(`ws.recv.${svc}.bob`, new Uint8Array([0xc3, 0x28]));
-      const h = natsHeaders();
-      h.set("Ws-Frame", "binary");
-      nc.publish(`ws.recv.${svc}.bob`, enc.encode("forced binary"), { headers: h });
-      for (let i = 0; i < 200; i++) nc.publish(`ws.recv.${svc}.bob`, enc.encode(`n${i}`));
+      await waitFor("subscription on the server", async () => (await bp.subs(gw.nodeId, `ws.recv.${svc}.bob`)) === 1);
+      await bp.publish(`ws.recv.${svc}.bob`, "plain ✓");
+      await bp.publish(`ws.recv.${svc}.bob`, new Uint8Array([0xc3, 0x28]));
+      await bp.publish(`ws.recv.${svc}.bob`, "forced binary", true);
+      for (let i = 0; i < 200; i++) await bp.publish(`ws.recv.${svc}.bob`, `n${i}`);
       const got = await c.waitFor(203);
       expect(got[0]).toEqual({ data: "plain ✓", binary: false });
       expect(got[1]).toEqual({ data: new Uint8Array([0xc3, 0x28]), binary: true });
-      expect(got[2]).toEqual({ data: enc.encode("forced binary"), binary: true });
+      expect(got[2]).toEqual({ data: new TextEncoder().encode("forced binary"), binary: true });
       expect(got.slice(3).map((m) => m.data)).toEqual(Array.from({ length: 200 }, (_, i) => `n${i}`));
       c.close();
     });
 
     test("one subscription per user: made on the first connection, kept while any remains, dropped with the last", async () => {
-      const svc = `conf-${label}`;
+      const svc = `conf-${tag}`;
       const subject = `ws.recv.${svc}.carol`;
-      const count = async () => (await nats.subsOf(gw.nodeId)).filter((s) => s === subject).length;
+      const count = () => bp.subs(gw.nodeId, subject);
       const a = await bunClient(gw.ws, { Cookie: cookie(svc, "carol") });
       const b = await wsPackageClient(gw.ws, { Cookie: cookie(svc, "carol") });
       await waitFor("subscription", async () => (await count()) === 1);
-      nc.publish(subject, enc.encode("to both"));
+      await bp.publish(subject, "to both");
       expect((await a.waitFor(1))[0].data).toBe("to both");
       expect((await b.waitFor(1))[0].data).toBe("to both");
       expect(await count()).toBe(1);
@@ -152,7 +149,7 @@ for (const { runtime, label, env: runtimeEnv, skip } of VARIANTS) {
       await a.closed;
       await Bun.sleep(100);
       expect(await count()).toBe(1);
-      nc.publish(subject, enc.encode("only b"));
+      await bp.publish(subject, "only b");
       expect((await b.waitFor(2))[1].data).toBe("only b");
       b.close();
       await b.closed;
@@ -161,20 +158,19 @@ for (const { runtime, label, env: runtimeEnv, skip } of VARIANTS) {
     });
 
     test("POST /v1/publish/<svc>/<user> publishes to the user's subject", async () => {
-      const sub = nc.subscribe(`ws.recv.conf-${label}.dave`, { max: 1 });
-      await nc.flush();
-      const res = await fetch(`${gw.http}/v1/publish/conf-${label}/dave`, { method: "POST", body: "via http" });
+      const next = await bp.next(`ws.recv.conf-${tag}.dave`);
+      await next.started;
+      const res = await fetch(`${gw.http}/v1/publish/conf-${tag}/dave`, { method: "POST", body: "via http" });
       expect(res.status).toBe(202);
-      for await (const m of sub) expect(dec.decode(m.data)).toBe("via http");
-      const bad = await fetch(`${gw.http}/v1/publish/conf-${label}/da.ve`, { method: "POST", body: "x" });
+      expect(dec.decode(await next.message)).toBe("via http");
+      const bad = await fetch(`${gw.http}/v1/publish/conf-${tag}/da.ve`, { method: "POST", body: "x" });
       expect(bad.status).toBe(400);
       expect(await bad.text()).toContain("user must match");
     });
 
     test("the wscat CLI can talk to it (the websocat stand-in)", async () => {
-      const svc = `conf-${label}`;
-      const sub = nc.subscribe(`ws.send.${svc}.erin`, { max: 1 });
-      await nc.flush();
+      const svc = `conf-${tag}`;
+      const frames = await bp.clientFrames(svc);
       const cli = Bun.spawn(["node_modules/.bin/wscat", "-c", gw.ws, "-H", `Cookie: ${cookie(svc, "erin")}`], {
         cwd: `${import.meta.dir}/..`,
         stdin: "pipe",
@@ -182,11 +178,12 @@ for (const { runtime, label, env: runtimeEnv, skip } of VARIANTS) {
         stderr: "pipe",
       });
       try {
-        await waitFor("wscat connected", async () => (await nats.subsOf(gw.nodeId)).includes(`ws.recv.${svc}.erin`), 10_000);
+        await waitFor("wscat connected", async () => (await bp.subs(gw.nodeId, `ws.recv.${svc}.erin`)) === 1, 10_000);
         cli.stdin.write("typed by a human\n");
         cli.stdin.flush();
-        for await (const m of sub) expect(dec.decode(m.data)).toBe("typed by a human");
-        nc.publish(`ws.recv.${svc}.erin`, enc.encode("answer for wscat"));
+        await waitFor("the typed line reached the service", () => frames.got.length >= 1);
+        expect(dec.decode(frames.got[0].data)).toBe("typed by a human");
+        await bp.publish(`ws.recv.${svc}.erin`, "answer for wscat");
         const reader = cli.stdout.getReader();
         let out = "";
         await waitFor("wscat printed the message", async () => {
@@ -196,12 +193,13 @@ for (const { runtime, label, env: runtimeEnv, skip } of VARIANTS) {
         });
       } finally {
         cli.kill();
+        await frames.stop();
       }
     });
 
     test("SIGTERM drains: clients get 1001, the process exits 0", async () => {
-      const other = await startGateway(runtime, { env: { ...runtimeEnv, NATS_URL: nats.url, WSGATE_MAILBOX: "off" } });
-      const c = await wsPackageClient(other.ws, { Cookie: cookie(`conf-${label}`, "frank") });
+      const other = await startGateway(runtime, { env: { ...runtimeEnv, ...bp.env } });
+      const c = await wsPackageClient(other.ws, { Cookie: cookie(`conf-${tag}`, "frank") });
       const code = await other.stop("SIGTERM");
       expect((await c.closed).code).toBe(1001);
       expect(code).toBe(0);

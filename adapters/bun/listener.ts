@@ -5,6 +5,7 @@ import { SUBPROTOCOL } from "../../app/envelope/frames.ts";
 import { log } from "../../app/ops/log.ts";
 import type { Conn, Listening, RuntimePieces } from "../../app/startup.ts";
 import { guardAccept } from "../shared/accept-guard.ts";
+import type { BunTopics } from "./topics.ts";
 import { closeCode } from "../shared/close-code.ts";
 import { listenError } from "../shared/listen-error.ts";
 
@@ -13,7 +14,7 @@ const ENVELOPE = { "Sec-WebSocket-Protocol": SUBPROTOCOL };
 
 type Ctx = Parameters<RuntimePieces<unknown>["listen"]>[0];
 
-export function listenBun({ config, secrets, gw, app }: Ctx, fdLimit: number): Listening {
+export function listenBun({ config, secrets, gw, app }: Ctx, fdLimit: number, topics?: BunTopics): Listening {
   // A function so the accept guard can listen again after pausing, with the same handlers.
   const serve = (port: number): Server<Conn> =>
     Bun.serve<Conn>({
@@ -51,6 +52,7 @@ export function listenBun({ config, secrets, gw, app }: Ctx, fdLimit: number): L
   } catch (err) {
     throw listenError(err);
   }
+  topics?.serving(server);
   const port = server.port!;
   guardAccept(fdLimit, {
     // A stopped server keeps serving its open sockets; a new one takes over listening.
@@ -58,6 +60,7 @@ export function listenBun({ config, secrets, gw, app }: Ctx, fdLimit: number): L
     resume() {
       try {
         server = serve(port);
+        topics?.serving(server);
         return true;
       } catch {
         return false;

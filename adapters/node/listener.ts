@@ -10,6 +10,7 @@ import { closeCode } from "../shared/close-code.ts";
 import { listenError } from "../shared/listen-error.ts";
 import { httpHandler, readRequest, refuse, reply, watch } from "./http-bridge.ts";
 import type { Data } from "./transport.ts";
+import type { UwsTopics } from "./topics.ts";
 import type { Uws } from "./uws.ts";
 
 type Ctx = Parameters<RuntimePieces<unknown>["listen"]>[0];
@@ -17,10 +18,11 @@ type Ctx = Parameters<RuntimePieces<unknown>["listen"]>[0];
 const UPGRADED = new Response(null, { status: 204 });
 const closeReason = new TextDecoder();
 
-export async function listenNode(uWS: Uws, { config, secrets, gw, app }: Ctx, fdLimit: number): Promise<Listening> {
+export async function listenNode(uWS: Uws, { config, secrets, gw, app }: Ctx, fdLimit: number, topics?: UwsTopics): Promise<Listening> {
   // the start-up has read both files, so uWS (which takes paths) will find them.
   const server: TemplatedApp = secrets.tls ? uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey }) : uWS.App();
   server.any("/*", httpHandler(app));
+  topics?.serving(server);
   const behavior = {
     // uWS cuts a frame over its own limit without a close frame (the client sees 1006), so it
     // gets headroom: frames up to 4x the limit reach the gateway, which closes with 1009.

@@ -14,7 +14,7 @@ export type Deliver = (subject: string, data: Uint8Array, hint: FrameHint, seq: 
 export type BrokerState = "connecting" | "connected" | "reconnecting" | "closed";
 
 export interface Broker {
-  readonly kind: "nats" | "embedded";
+  readonly kind: "nats" | "redis" | "embedded";
   state(): BrokerState;
   /** Begins connecting; never rejects: a broker that is down is retried in the background. */
   start(): Promise<void>;

@@ -12,6 +12,7 @@ import { log, logEnabled } from "../ops/log.ts";
 import type { Identity } from "../security/identity.ts";
 import type { Security } from "../security/security.ts";
 import type { MailboxCore, MailboxDelivery } from "../mailbox/delivery.ts";
+import type { Groups, GroupsCore } from "../groups/groups.ts";
 import { noMailboxResume } from "../mailbox/delivery.ts";
 import { HOLD_MAX } from "../mailbox/replay.ts";
 import { messageFrame } from "../envelope/frames.ts";
@@ -37,6 +38,8 @@ export type GatewayDeps = {
   broker: (hooks: BrokerHooks) => Broker;
   /** Makes the durable mailbox over the core's narrow interface; null when it is off. */
   mailbox: ((core: MailboxCore) => MailboxDelivery) | null;
+  /** Makes groups and broadcast over the core's narrow interface (app/groups). */
+  groups: ((core: GroupsCore) => Groups) | null;
 };
 
 /** Seconds a peer gets to finish a close handshake before its socket is cut. */
@@ -59,6 +62,7 @@ export class Gateway {
   readonly security: Security;
   readonly broker: Broker;
   readonly mailbox: MailboxDelivery | null;
+  readonly groups: Groups | null;
   /** request/reply and the other wsgate.v1 client frames */
   readonly rpc: Rpc;
   readonly deadlines = new Deadlines((conn) => this.due(conn));
@@ -82,6 +86,15 @@ export class Gateway {
       connected: () => this.broker.state() === "connected",
     }) ?? null;
     this.broker = deps.broker(this.brokerHooks());
+    const users = this.users;
+    this.groups =
+      deps.groups?.({
+        broker: this.broker,
+        eachConn(svc, user, fn) {
+          const entry = users.get(users.keyOf({ svc, user }));
+          if (entry) for (const conn of connsOf(entry)) fn(conn);
+        },
+      }) ?? null;
     const svcUser = (entry: UserEntry) => this.users.svcUser(entry);
     this.publisher = new ClientPublisher(this.broker, transport, metrics, config.nodeId, subjects.send("", "").slice(0, -1), svcUser);
     const mailbox = this.mailbox;
@@ -98,10 +111,14 @@ export class Gateway {
       rewatchAll: () => {
         for (const entry of this.users.values()) entry.handle = this.broker.watch(entry.key);
         this.rpc.rewatch();
+        this.groups?.rewatchAll();
       },
       request: (subject, data, reply, hint, timeoutMs) => this.rpc.onRequest(subject, data, reply, hint, timeoutMs),
       answer: (token, data, hint, error) => this.rpc.onAnswer(token, data, hint, error),
-      prepare: mailbox ? (nc) => mailbox.attach(nc) : undefined,
+      prepare: async (nc) => {
+        if (mailbox) await mailbox.attach(nc);
+        this.groups?.attach(nc);
+      },
       onState: (state: BrokerState) => {
         if (state === "connected") {
           if (this.everConnected) {
@@ -193,6 +210,7 @@ export class Gateway {
       }
     }
     conn.user = entry;
+    this.groups?.opened(conn, id.svc, id.user, id.groups);
     if (conn.envelope) {
       this.rpc.opened(conn);
       this.mailbox?.opened(conn);
@@ -212,6 +230,7 @@ export class Gateway {
     const entry = conn.user;
     if (!entry) return;
     if (conn.envelope) this.rpc.closed(conn, this.users.svcUser(entry));
+    this.groups?.closed(conn, this.users.svcUser(entry));
     conn.user = null;
     this.metrics.connections--;
     if (removeConn(entry, conn) === 0) {
@@ -251,7 +270,10 @@ export class Gateway {
   /** A message on a user's subject: out to every socket of that user on this node. */
   deliver(subject: string, data: Uint8Array, hint: FrameHint, seq: number, prev: number) {
     const entry = this.users.get(subject);
-    if (!entry) return;
+    if (!entry) {
+      this.groups?.deliver(subject, data, hint);
+      return;
+    }
     if (seq === 0 || !this.mailbox) this.fanOut(entry, data, hint, 0, 0);
     else this.mailbox.delivered(entry, data, hint, seq, prev);
   }

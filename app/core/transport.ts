@@ -25,6 +25,17 @@ export interface Transport<WS = any> {
   collectGarbage?(): void;
   /** Memory, CPU and descriptors of this process for /metrics (the adapter reads the OS). */
   processStats?(): ProcessStats;
+  /** The runtime's own topics (Bun, uWS): a group message reaches all its local sockets in one native call. Without it the groups module loops. */
+  readonly topics?: Topics<WS>;
+}
+
+/** Optional transport capability: the runtime's publish/subscribe over its own sockets (app/groups/fanout.ts). */
+export interface Topics<WS = any> {
+  join(ws: WS, topic: string): void;
+  /** Also called for a socket that is closing; must then do nothing harmful. */
+  leave(ws: WS, topic: string): void;
+  /** One frame to every socket joined to `topic` on this node; `data` is a string for text frames when the runtime wants one. */
+  publishLocal(topic: string, data: Uint8Array | string, text: boolean): void;
 }
 
 /** Sends one text frame to one socket and counts it (`bytes`: the payload size the metrics report). */

@@ -4,8 +4,8 @@
 // with the square of the users. When many reads wait at once, one ordered read of the
 // stream range they need is shared by all of them instead (about 200k messages a second),
 // and each user's read ends with only its held live messages left to join.
-import { HEADER, parseFrameHint } from "../broker/broker.ts";
-import type { Limiter, MailboxStore } from "./store.ts";
+import type { Limiter } from "./store.ts";
+import type { MailboxStoreApi } from "./store-api.ts";
 import { replay, type ReplayTarget } from "./replay.ts";
 
 /** Below this many waiting reads, per-user gets cost less than a shared pass. */
@@ -37,7 +37,7 @@ export class CatchupReader {
   private scheduled = false;
 
   constructor(
-    private store: MailboxStore,
+    private store: MailboxStoreApi,
     private limiter: Limiter,
     private onPass: (s: PassStats) => void = () => {},
   ) {}
@@ -72,7 +72,8 @@ export class CatchupReader {
       this.scheduled = false;
       const jobs = this.waiting;
       this.waiting = [];
-      if (jobs.length < PASS_MIN) {
+      // Per-user streams (Redis) have nothing to share: each read is already cheap.
+      if (jobs.length < PASS_MIN || !this.store.shared) {
         for (const j of jobs) this.alone(j, 0);
         return;
       }
@@ -101,10 +102,11 @@ export class CatchupReader {
   }
 
   private async pass(jobs: Job[]) {
+    const shared = this.store.shared!;
     const started = performance.now();
     let first: number, last: number;
     try {
-      ({ first, last } = await this.store.bounds());
+      ({ first, last } = await shared.bounds());
     } catch (err) {
       for (const j of jobs) j.reject(err);
       return;
@@ -136,7 +138,7 @@ export class CatchupReader {
     let read = 0;
     try {
       if (from <= last) {
-        read = await this.store.scan(from, last, (svcUser, data, headers, seq) => {
+        read = await shared.scan(from, last, (svcUser, data, hint, seq) => {
           const list = byUser.get(svcUser);
           if (!list) return;
           for (const j of list) {
@@ -148,7 +150,7 @@ export class CatchupReader {
               // A pass cannot wait for one slow reader: that user goes on alone, paced.
               if (j.t.backedUp()) this.alone(j, 0);
               else {
-                j.t.send(data, parseFrameHint(headers?.get(HEADER.frame)), seq, seq);
+                j.t.send(data, hint, seq, seq);
                 j.read++;
               }
             }

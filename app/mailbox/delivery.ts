@@ -17,7 +17,8 @@ import { CatchupReader } from "./catchup.ts";
 import { Pacer } from "./pace.ts";
 import { HOLD_MAX, type ReplayTarget } from "./replay.ts";
 import { type ResumeCore, SocketResumes } from "./resume.ts";
-import { Limiter, type MailboxStore } from "./store.ts";
+import { Limiter } from "./store.ts";
+import type { MailboxStoreApi } from "./store-api.ts";
 
 /** What the mailbox needs from the core. */
 export interface MailboxCore extends ResumeCore {
@@ -49,7 +50,7 @@ export class MailboxDelivery {
   private readonly resumes: SocketResumes;
 
   constructor(
-    readonly store: MailboxStore,
+    readonly store: MailboxStoreApi,
     private readonly core: MailboxCore,
   ) {
     this.catchups = new Limiter(store.config.catchupConcurrency);
@@ -65,9 +66,9 @@ export class MailboxDelivery {
     this.flushTimer = setInterval(() => this.flushCursors(), store.config.cursorFlushMs);
   }
 
-  /** Broker hook: creates the streams on each new NATS connection. */
-  attach(nc: unknown): Promise<void> {
-    return this.store.attach(nc as never);
+  /** Broker hook: readies the store (streams, functions) on each new broker connection. */
+  attach(connection: unknown): Promise<void> {
+    return this.store.attach(connection);
   }
 
   /**
@@ -281,5 +282,5 @@ export class MailboxDelivery {
 
 /** Without the mailbox a resume frame can only be answered with why not. */
 export function noMailboxResume(transport: Transport, conn: Conn, after: number | undefined) {
-  if (after !== undefined) transport.send(conn.ws, errorFrame(ERROR.NO_MAILBOX, "resume needs the mailbox (NATS with JetStream)"), true);
+  if (after !== undefined) transport.send(conn.ws, errorFrame(ERROR.NO_MAILBOX, "resume needs the mailbox (WSGATE_MAILBOX=on with NATS or Redis)"), true);
 }

@@ -1,8 +1,8 @@
 // Reading one user's messages from the mailbox stream and joining them with the live
 // messages held meanwhile, in sequence order, with nothing twice. Used for a user's
 // catch-up on a node (all its sockets) and for one envelope socket's resume.
-import { type FrameHint, HEADER, parseFrameHint } from "../broker/broker.ts";
-import type { MailboxStore } from "./store.ts";
+import type { FrameHint } from "../broker/broker.ts";
+import type { MailboxStoreApi } from "./store-api.ts";
 
 /** A live message held back while the stream is read. */
 export type Held = { data: Uint8Array; hint: FrameHint; seq: number; prev: number };
@@ -32,7 +32,7 @@ export interface ReplayTarget {
  * so the first read is skipped and later ones start past it.
  * Returns the number of messages read from the stream, or -1 when `gone()` turned true.
  */
-export async function replay(store: MailboxStore, svcUser: string, t: ReplayTarget, gone: () => boolean, scanned = 0): Promise<number> {
+export async function replay(store: MailboxStoreApi, svcUser: string, t: ReplayTarget, gone: () => boolean, scanned = 0): Promise<number> {
   let read = 0;
   for (let pass = 0; ; pass++) {
     const start = t.floor();
@@ -42,7 +42,7 @@ export async function replay(store: MailboxStore, svcUser: string, t: ReplayTarg
       const m = await store.next(svcUser, Math.max(t.floor(), scanned) + 1);
       if (gone()) return -1;
       if (!m || m.seq <= t.floor()) break;
-      t.send(m.data, parseFrameHint(m.header?.get(HEADER.frame)), m.seq, m.seq);
+      t.send(m.data, m.hint, m.seq, m.seq);
       read++;
     }
     const strict = pass === 0 || t.floor() !== start;

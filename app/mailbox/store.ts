@@ -7,11 +7,13 @@
 //  - how far delivery got is kept per user on `<prefix>.cursor.<svc>.<user>` in a
 //    second stream holding one message per subject (a KV bucket in all but name).
 import { DeliverPolicy, jetstream, type JetStreamClient, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
-import type { MsgHdrs, NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { type FrameHint, HEADER, parseFrameHint } from "../broker/broker.ts";
 import type { MailboxConfig } from "../ops/config.ts";
 import type { Subjects } from "../core/subjects.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
+import type { MailboxStoreApi, SharedReads, StoredMessage } from "./store-api.ts";
 
 const NS_PER_S = 1_000_000_000;
 const decoder = new TextDecoder();
@@ -22,13 +24,15 @@ const RECREATE_DELAY_MS = 1_000;
 /** A shared read that gets no message for this long is abandoned and retried. */
 const SCAN_STALL_MS = 5_000;
 
-export class MailboxStore {
+export class MailboxStore implements MailboxStoreApi, SharedReads {
   private jsm: JetStreamManager | null = null;
   private js: JetStreamClient | null = null;
   private nc: NatsConnection | null = null;
   /** the connection the stream-deletion advisories are watched on */
   private watching: NatsConnection | null = null;
   readonly cursorStream: string;
+  /** one stream holds every user's messages: many catch-ups share one read of it */
+  readonly shared: SharedReads = this;
 
   constructor(
     readonly config: MailboxConfig,
@@ -114,8 +118,9 @@ export class MailboxStore {
   }
 
   /** The user's first kept message at or after `fromSeq`, or null when there is none. */
-  next(svcUser: string, fromSeq: number): Promise<StoredMsg | null> {
-    return this.api().direct.getMessage(this.config.stream, { seq: fromSeq, next_by_subj: this.subjects.recvAll.slice(0, -1) + svcUser });
+  async next(svcUser: string, fromSeq: number): Promise<StoredMessage | null> {
+    const m: StoredMsg | null = await this.api().direct.getMessage(this.config.stream, { seq: fromSeq, next_by_subj: this.subjects.recvAll.slice(0, -1) + svcUser });
+    return m && { seq: m.seq, data: m.data, hint: parseFrameHint(m.header?.get(HEADER.frame)) };
   }
 
   /** First and last sequence the stream holds now. */
@@ -129,7 +134,7 @@ export class MailboxStore {
    * consumer (deleted afterwards), handing each to `each` with its `<svc>.<user>`.
    * Returns how many were read.
    */
-  async scan(from: number, to: number, each: (svcUser: string, data: Uint8Array, headers: MsgHdrs | undefined, seq: number) => void): Promise<number> {
+  async scan(from: number, to: number, each: (svcUser: string, data: Uint8Array, hint: FrameHint, seq: number) => void): Promise<number> {
     if (!this.js) throw new Error("mailbox streams are not ready");
     const prefix = this.subjects.recvAll.length - 1;
     const consumer = await this.js.consumers.get(this.config.stream, {
@@ -154,7 +159,7 @@ export class MailboxStore {
         for await (const m of messages) {
           if (m.seq > to) break;
           read++;
-          each(m.subject.slice(prefix), m.data, m.headers, m.seq);
+          each(m.subject.slice(prefix), m.data, parseFrameHint(m.headers?.get(HEADER.frame)), m.seq);
           if (m.seq === to || m.info.pending === 0) break;
         }
       } finally {

@@ -44,9 +44,12 @@ export function crossChecks(e: Record<string, string>): string[] {
     const [missing, set] = e.WSGATE_TLS_CERT ? ["WSGATE_TLS_KEY", "WSGATE_TLS_CERT"] : ["WSGATE_TLS_CERT", "WSGATE_TLS_KEY"];
     errors.push(`config: ${missing} is required when ${set} is set`);
   }
+  if (e.NATS_URL && e.REDIS_URL) {
+    errors.push("config: NATS_URL and REDIS_URL rejected: set one of them, not both (a gateway runs on one broker; neither set: the embedded broker)");
+  }
   const workers = Number(e.WSGATE_WORKERS ?? 1);
-  if (workers > 1 && !e.NATS_URL) {
-    errors.push(`config: WSGATE_WORKERS=${JSON.stringify(e.WSGATE_WORKERS)} rejected: more than one worker needs NATS_URL (workers are separate nodes that meet in NATS)`);
+  if (workers > 1 && !e.NATS_URL && !e.REDIS_URL) {
+    errors.push(`config: WSGATE_WORKERS=${JSON.stringify(e.WSGATE_WORKERS)} rejected: more than one worker needs NATS_URL or REDIS_URL (workers are separate nodes that meet in the broker)`);
   }
   if (workers > 1 && e.PORT === "0") {
     errors.push(`config: PORT="0" rejected: workers must share one fixed port`);

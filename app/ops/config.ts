@@ -2,6 +2,7 @@
 // A bad value must stop the process with one line naming the variable and the rule.
 import * as v from "valibot";
 import { NATS_ENV, type NatsSettings, natsSettings, redactNatsUrl } from "../broker/nats-options.ts";
+import { REDIS_URL_ERROR, REDIS_URL_RULE, redactRedisUrl, type RedisSettings, redisSettings } from "../broker/redis-options.ts";
 import { crossChecks, unknownNames } from "./config-rules.ts";
 
 import { ID_PATTERN, idError } from "../../protocol/ids.ts";
@@ -97,10 +98,34 @@ function securityConfig(e: v.InferOutput<v.ObjectSchema<typeof SECURITY_ENV, und
   };
 }
 
+// ---- groups and broadcast (issue 13) ------------------------------------------------
+const GROUPS_ENV = {
+  WSGATE_MAX_GROUPS_PER_USER: int("WSGATE_MAX_GROUPS_PER_USER", 0, 100_000, 100),
+  WSGATE_MAX_GROUP_MEMBERS: int("WSGATE_MAX_GROUP_MEMBERS", 0, 100_000_000, 100_000),
+  WSGATE_MAX_BROADCASTS_PER_SEC: int("WSGATE_MAX_BROADCASTS_PER_SEC", 0, 1_000_000, 10),
+  WSGATE_GROUPS_BUCKET: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,32}$/, "WSGATE_GROUPS_BUCKET must match ^[A-Za-z0-9_-]{1,32}$")), "WSGATE_GROUPS"),
+  WSGATE_GROUPS_REPLICAS: int("WSGATE_GROUPS_REPLICAS", 1, 5, 1),
+};
+
+/** 0 = unlimited for the three caps */
+export type GroupsConfig = { maxGroupsPerUser: number; maxGroupMembers: number; maxBroadcastsPerSec: number; bucket: string; replicas: number };
+
+function groupsConfig(e: v.InferOutput<v.ObjectSchema<typeof GROUPS_ENV, undefined>>): GroupsConfig {
+  return {
+    maxGroupsPerUser: e.WSGATE_MAX_GROUPS_PER_USER,
+    maxGroupMembers: e.WSGATE_MAX_GROUP_MEMBERS,
+    maxBroadcastsPerSec: e.WSGATE_MAX_BROADCASTS_PER_SEC,
+    bucket: e.WSGATE_GROUPS_BUCKET,
+    replicas: e.WSGATE_GROUPS_REPLICAS,
+  };
+}
+// ---- end groups ---------------------------------------------------------------------
+
 const EnvSchema = v.object({
   ...SECURITY_ENV,
   // ---- NATS credentials and TLS: NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE, NATS_CREDS_FILE, NATS_TLS_* (app/broker/nats-options.ts) ----
   ...NATS_ENV,
+  ...GROUPS_ENV,
   PORT: int("PORT", 0, 65535, 8080),
   HOST: v.optional(v.pipe(v.string(), v.minLength(1, "HOST must not be empty")), "0.0.0.0"),
   NATS_URL: v.optional(
@@ -109,6 +134,9 @@ const EnvSchema = v.object({
       v.regex(/^((nats|tls|wss?):\/\/)?[^\s,]+(,((nats|tls|wss?):\/\/)?[^\s,]+)*$/, "NATS_URL must be a comma-separated list of nats://host:port URLs"),
     ),
   ),
+  // Redis instead of NATS (app/broker/redis-options.ts); the two together are refused (config-rules.ts).
+  REDIS_URL: v.optional(v.pipe(v.string(), v.regex(REDIS_URL_RULE, REDIS_URL_ERROR))),
+  WSGATE_REDIS_SEND_MAXLEN: int("WSGATE_REDIS_SEND_MAXLEN", 100, 1_000_000_000, 1_000_000),
   WSGATE_SUBJECT_PREFIX: v.optional(
     v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, "WSGATE_SUBJECT_PREFIX must be dot-separated tokens of A-Z a-z 0-9 _ -")),
     "ws",
@@ -147,6 +175,10 @@ export type Config = SecurityConfig & {
   natsUrl: string | undefined;
   /** servers without credentials, the credentials, TLS files; null: embedded broker */
   nats: NatsSettings | null;
+  /** REDIS_URL: the Redis broker; null with NATS or embedded */
+  redis: RedisSettings | null;
+  /** Redis: XADD MAXLEN ~ of each service's stream of client frames */
+  redisSendMaxLen: number;
   prefix: string;
   nodeId: string;
   /** processes sharing the port (SO_REUSEPORT); each is a node of its own */
@@ -163,10 +195,11 @@ export type Config = SecurityConfig & {
   idleTimeoutS: number;
   drainTimeoutMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
-  /** durable per-user mailbox on JetStream; only with NATS */
+  /** durable per-user mailbox on JetStream or Redis Streams; not with the embedded broker */
   mailbox: MailboxConfig | null;
   /** request/reply through the wsgate.v1 envelope */
   rpc: RpcConfig;
+  groups: GroupsConfig;
 };
 
 export type RpcConfig = {
@@ -222,7 +255,7 @@ export function checkConfig(env: Record<string, string | undefined>): ConfigChec
       seen.add(name);
       // Secrets must not end up in logs, even when they are wrong.
       const value = input[name] ?? "";
-      const shown = /SECRET|TOKEN|PASS|SEED|CREDS/.test(name) ? "<hidden>" : JSON.stringify(name === "NATS_URL" ? redactNatsUrl(value) : value);
+      const shown = /SECRET|TOKEN|PASS|SEED|CREDS/.test(name) ? "<hidden>" : JSON.stringify(name === "NATS_URL" ? redactNatsUrl(value) : name === "REDIS_URL" ? redactRedisUrl(value) : value);
       bad.push(`config: ${name}=${shown} rejected: ${issue.message}`);
     }
     return { config: null, errors: [...bad, ...errors], warnings };
@@ -250,6 +283,8 @@ function toConfig(e: Env): Config {
     host: e.HOST,
     natsUrl: nats?.redacted,
     nats,
+    redis: e.REDIS_URL ? redisSettings(e.REDIS_URL) : null,
+    redisSendMaxLen: e.WSGATE_REDIS_SEND_MAXLEN,
     prefix: e.WSGATE_SUBJECT_PREFIX,
     nodeId: worker ? `${nodeId.slice(0, 60)}-w${worker}` : nodeId,
     worker,
@@ -270,7 +305,7 @@ function toConfig(e: Env): Config {
     drainTimeoutMs: e.WSGATE_DRAIN_TIMEOUT_MS,
     logLevel: e.WSGATE_LOG_LEVEL,
     mailbox:
-      e.NATS_URL && e.WSGATE_MAILBOX === "on"
+      (e.NATS_URL || e.REDIS_URL) && e.WSGATE_MAILBOX === "on"
         ? {
             stream: e.WSGATE_MAILBOX_STREAM,
             maxAgeS: e.WSGATE_MAILBOX_MAX_AGE_S,
@@ -287,6 +322,7 @@ function toConfig(e: Env): Config {
       maxCallsPerConn: e.WSGATE_MAX_CALLS_PER_CONN,
       maxRequestsPerConn: e.WSGATE_MAX_REQUESTS_PER_CONN,
     },
+    groups: groupsConfig(e),
   };
 }
 

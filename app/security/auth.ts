@@ -14,7 +14,7 @@ import {
 } from "jose";
 import type { Config } from "../ops/config.ts";
 import { type Identity, type IdentityError, identityFromCookies, readCookie } from "./identity.ts";
-import { idError, isId } from "../../protocol/ids.ts";
+import { ID_RULE_TEXT, idError, isId } from "../../protocol/ids.ts";
 
 /** Asymmetric algorithms accepted with WSGATE_JWT_PUBLIC_KEY; HS256 only with WSGATE_JWT_SECRET. */
 export const PUBLIC_KEY_ALGORITHMS = ["EdDSA", "ES256", "RS256"] as const;
@@ -158,8 +158,18 @@ export function identityFromClaims(payload: JWTPayload): Resolved {
   if (!isId(svc)) return { status: 403, error: `token claim svc is invalid: ${idError("it")}` };
   const exp = payload.exp;
   // jose has checked exp is a number in the future (within the leeway).
-  return typeof exp === "number" && Number.isFinite(exp) ? { svc, user, exp } : { status: 401, error: "token has no exp claim" };
+  if (typeof exp !== "number" || !Number.isFinite(exp)) return { status: 401, error: "token has no exp claim" };
+  const groups = (payload as { groups?: unknown }).groups;
+  if (groups === undefined) return { svc, user, exp };
+  // Group names become subject tokens too.
+  if (!Array.isArray(groups) || groups.length > MAX_CLAIMED_GROUPS || !groups.every(isId)) {
+    return { status: 403, error: `token claim groups is invalid: it must be a list of at most ${MAX_CLAIMED_GROUPS} names matching ${ID_RULE_TEXT}` };
+  }
+  return { svc, user, exp, groups: [...new Set(groups as string[])] };
 }
+
+/** Groups one token may join its connection to. */
+export const MAX_CLAIMED_GROUPS = 256;
 
 function queryValues(url: string, name: string): string[] {
   const q = url.indexOf("?");

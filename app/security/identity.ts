@@ -3,8 +3,11 @@
 // before any upgrade when they could widen a subscription (dots, wildcards, spaces).
 import { idError, isId } from "../../protocol/ids.ts";
 
-/** `exp` (seconds since the epoch) is set when the identity came from a token that expires. */
-export type Identity = { svc: string; user: string; exp?: number };
+/**
+ * `exp` (seconds since the epoch) is set when the identity came from a token that expires;
+ * `groups` when the token's `groups` claim joins the connection to groups for its lifetime.
+ */
+export type Identity = { svc: string; user: string; exp?: number; groups?: readonly string[] };
 export type IdentityError = { status: 400 | 401 | 403; error: string };
 
 const COOKIES = { svc: "service", user: "user" } as const;

@@ -11,8 +11,12 @@
 //                   mailbox off (--storm-users 10000, --storm-backlog 20)
 //   setup           upgrades per second and a reconnect storm vs bare Bun.serve (--setup-conns 10000)
 //   inbound         clients → NATS vs a bare Bun server publishing to NATS (--inbound-conns 1000, --inbound-duration 5)
+//   groups          one group of 10,000 members vs bare Bun.serve publishing to one native topic;
+//                   bytes per membership (--groups-conns 10000, --groups-messages 200, --groups 10)
 //   workers         WSGATE_WORKERS total memory per connection vs bare Bun.serve × N (--workers-conns 100000,
 //                   --workers 6; ~45 s; --workers-conns 30000 --workers 3 for a quicker one)
+//   redis           Redis beside NATS in one run: subscription cost, idle memory per user, fan-out and
+//                   the 10,000-user mailbox storm (redis-subs.ts, redis-vs-nats.ts; ~1.5 min)
 //   million         only when named (it loads the whole machine for up to 15 minutes): a million idle
 //                   connections over WSGATE_WORKERS, load clients and nats-server on this box
 //                   (--million-conns 1000000; see scripts/bench/million.ts)
@@ -33,9 +37,10 @@ import { runSetup, SETUP_DEFAULT_TARGETS } from "./setup.ts";
 import { printSummary } from "./summary.ts";
 import { runWorkers, WORKERS_TARGETS } from "./workers.ts";
 import { runMillion } from "./million.ts";
+import { runGroups } from "./groups.ts";
 import { argInt, installCleanup, log, ROOT, runDir } from "./lib.ts";
 
-const NAMES = ["memory", "fanout", "node-memory", "mailbox-steady", "mailbox-storm", "setup", "inbound", "workers", "million"] as const;
+const NAMES = ["memory", "fanout", "node-memory", "mailbox-steady", "mailbox-storm", "setup", "inbound", "groups", "workers", "redis", "million"] as const;
 type Name = (typeof NAMES)[number];
 
 const { values: v } = parseArgs({
@@ -58,6 +63,9 @@ const { values: v } = parseArgs({
     "inbound-duration": { type: "string", default: "5" },
     "workers-conns": { type: "string", default: "100000" },
     workers: { type: "string", default: "6" },
+    "groups-conns": { type: "string", default: "10000" },
+    "groups-messages": { type: "string", default: "200" },
+    groups: { type: "string", default: "10" },
     "million-conns": { type: "string", default: "1000000" },
   },
 });
@@ -157,9 +165,31 @@ await step("inbound", () =>
     targets: [...INBOUND_TARGETS],
   }),
 );
+await step("groups", () =>
+  runGroups({
+    conns: argInt(v["groups-conns"], "groups-conns", 1, 19_000, 10_000),
+    messages: argInt(v["groups-messages"], "groups-messages", 1, 100_000, 200),
+    groups: argInt(v.groups, "groups", 1, 1_000, 10),
+    workers: 1,
+    only: new Set(["fanout", "memory", "broadcast"]),
+    runtimes: ["bun", "node"],
+  }),
+);
 await step("workers", () =>
   runWorkers({ conns: argInt(v["workers-conns"], "workers-conns", 1, 1_000_000, 100_000), workers: argInt(v.workers, "workers", 1, 64, 6), targets: [...WORKERS_TARGETS] }),
 );
+await step("redis", async () => {
+  // Each script starts its own servers and gateways and prints markdown rows.
+  const rows: Record<string, string> = {};
+  for (const script of ["redis-subs.ts", "redis-vs-nats.ts"]) {
+    const p = Bun.spawn([process.execPath, join(ROOT, "scripts", "bench", script)], { stdout: "pipe", stderr: "ignore", env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin` } });
+    const out = await new Response(p.stdout).text();
+    if ((await p.exited) !== 0) throw new Error(`${script} exited with ${p.exitCode}`);
+    rows[script] = out.split("\n").filter((l) => l.startsWith("|") || l.startsWith("broker,")).join("\n");
+    log(`${script}:\n${rows[script]}`);
+  }
+  return rows;
+});
 await step("million", () => {
   const conns = argInt(v["million-conns"], "million-conns", 1, 1_100_000, 1_000_000);
   return runMillion({ conns, workers: Math.ceil(conns / 18_500), chunk: 57_000, reserveGiB: 3, mailbox: false, reconnect: true, ref: true, sample: 2000, maxMinutes: 15 });

@@ -64,7 +64,7 @@ export type ServerOptions = {
   readyLogLine?: string;
 };
 
-async function startServer(name: string, cmd: string[], env: Record<string, string>, readyPath: string, opts: ServerOptions = {}): Promise<Server> {
+export async function startServer(name: string, cmd: string[], env: Record<string, string>, readyPath: string, opts: ServerOptions = {}): Promise<Server> {
   const port = opts.port ?? freePort("http");
   const workers = opts.workers ?? 1;
   const hookOut = join(runDir(), `${name}-${port}${opts.port ? `-${Math.random().toString(36).slice(2, 7)}` : ""}.heap`);

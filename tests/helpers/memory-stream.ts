@@ -2,15 +2,13 @@
 // (next by subject, bounds, an ordered scan), and a replay target that records what a
 // user's sockets were sent. Lets replay.ts and catchup.ts be tested without nats-server.
 import type { FrameHint } from "../../app/broker/broker.ts";
-import type { MailboxStore } from "../../app/mailbox/store.ts";
+import type { MailboxStoreApi } from "../../app/mailbox/store-api.ts";
 import type { Held, ReplayTarget } from "../../app/mailbox/replay.ts";
 
 type Stored = { svcUser: string; seq: number; data: Uint8Array };
-type Headers = { get(name: string): string };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const textHeader: Headers = { get: (name) => (name === "Ws-Frame" ? "text" : "") };
 
 export class MemoryStream {
   private msgs: Stored[] = [];
@@ -22,6 +20,8 @@ export class MemoryStream {
   /** Thrown by the next call of the named read, once. */
   failNext: { op: "next" | "bounds" | "scan"; error: Error } | null = null;
   calls = { next: 0, bounds: 0, scan: 0 };
+  /** one stream holding every user's messages, as JetStream's: shared reads apply */
+  readonly shared = this;
 
   /** Appends a message for `svcUser` and returns its stream sequence. */
   add(svcUser: string, text = `m`): number {
@@ -57,7 +57,7 @@ export class MemoryStream {
       this.onExhausted?.(svcUser);
       return null;
     }
-    return { seq: m.seq, data: m.data, header: textHeader };
+    return { seq: m.seq, data: m.data, hint: "text" as const };
   }
 
   async bounds() {
@@ -66,21 +66,21 @@ export class MemoryStream {
     return { first: kept[0]?.seq ?? this.seq + 1, last: kept.at(-1)?.seq ?? this.seq };
   }
 
-  async scan(from: number, to: number, each: (svcUser: string, data: Uint8Array, headers: Headers | undefined, seq: number) => void) {
+  async scan(from: number, to: number, each: (svcUser: string, data: Uint8Array, hint: FrameHint, seq: number) => void) {
     this.fail("scan");
     let read = 0;
     for (const m of this.msgs) {
       if (m.seq < from || m.seq > to) continue;
       await Promise.resolve();
-      each(m.svcUser, m.data, textHeader, m.seq);
+      each(m.svcUser, m.data, "text", m.seq);
       read++;
     }
     return read;
   }
 
   /** Typed as the store the mailbox code takes: it uses only the reads above. */
-  asStore(): MailboxStore {
-    return this as unknown as MailboxStore;
+  asStore(): MailboxStoreApi {
+    return this as unknown as MailboxStoreApi;
   }
 }
 

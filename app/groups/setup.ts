@@ -1,0 +1,45 @@
+// Builds the groups module for a node from its config: the in-memory store on an embedded
+// node, the NATS key-value store (plus membership requests) with NATS; and its /metrics lines.
+import type { GroupsConfig } from "../ops/config.ts";
+import { Groups, type GroupsCore } from "./groups.ts";
+import type { MembershipChange } from "./members.ts";
+import { KvMembershipStore } from "./kv-store.ts";
+import { MembershipRequests } from "./requests.ts";
+import { MemoryMembershipStore, type MembershipStore, NoMembershipStore } from "./store.ts";
+import { groupSubjects } from "./subjects.ts";
+import type { Topics } from "./fanout.ts";
+import type { GroupStats } from "./interest.ts";
+
+const REDIS_MEMBERSHIP =
+  "stored group membership is not available with REDIS_URL yet (it is kept in NATS JetStream, or in memory on a single embedded node); use the token's groups claim";
+
+/** The Gateway's factory for its groups module (GatewayDeps.groups). */
+export function groupsFactory(config: { prefix: string; nats: object | null; redis: object | null; groups: GroupsConfig }, topics: Topics, textAsString: boolean) {
+  const c = config.groups;
+  const caps = { maxGroupsPerUser: c.maxGroupsPerUser, maxGroupMembers: c.maxGroupMembers };
+  const subjects = groupSubjects(config.prefix);
+  return (core: GroupsCore) => {
+    const store = (changed: MembershipChange): MembershipStore => {
+      if (config.redis) return new NoMembershipStore(REDIS_MEMBERSHIP, changed);
+      if (!config.nats) return new MemoryMembershipStore(caps, changed);
+      let requests: MembershipRequests | null = null;
+      const kv: KvMembershipStore = new KvMembershipStore({ bucket: c.bucket, replicas: c.replicas }, caps, changed, (nc) => {
+        requests ??= new MembershipRequests(kv, subjects);
+        requests.attach(nc);
+      });
+      return kv;
+    };
+    return new Groups({ topics, textAsString, subjects, maxBroadcastsPerSec: c.maxBroadcastsPerSec, store }, core);
+  };
+}
+
+/** Prometheus lines for the groups module, appended to /metrics. */
+export function renderGroupMetrics(s: GroupStats): string {
+  const line = (name: string, type: string, help: string, value: number) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${value}\n`;
+  return (
+    line("wsgate_group_messages_total", "counter", "Group and broadcast messages taken from the broker.", s.groupMessages) +
+    line("wsgate_group_deliveries_total", "counter", "Group and broadcast frames handed to local sockets (native topic publish).", s.groupDeliveries) +
+    line("wsgate_broadcasts_dropped_total", "counter", "Broadcasts dropped at this node over WSGATE_MAX_BROADCASTS_PER_SEC.", s.broadcastsDropped) +
+    line("wsgate_group_subscriptions", "gauge", "Broker subscriptions held for groups and broadcasts.", s.groupSubscriptions)
+  );
+}
