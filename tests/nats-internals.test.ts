@@ -85,12 +85,12 @@ describe("nats.js internals on the installed client", () => {
     await waitFor("every frame at the subscriber", () => got.length === 3006);
     sub.unsubscribe();
     expect(got.slice(0, 6)).toEqual([
-      { subject: "ws.send.s1.a", data: "hello", conn: "7", node: "n1", frame: "text" },
-      { subject: "ws.send.s1.a", data: "\u0000\u0001\u0002", conn: "7", node: "n1", frame: "binary" },
-      { subject: "ws.send.s1.b", data: "żółw ✓ 🐢", conn: "1234567", node: "node-2", frame: "text" },
+      { subject: "ws.send.s1.a", data: "hello", conn: "n1.7", node: "n1", frame: "text" },
+      { subject: "ws.send.s1.a", data: "\u0000\u0001\u0002", conn: "n1.7", node: "n1", frame: "binary" },
+      { subject: "ws.send.s1.b", data: "żółw ✓ 🐢", conn: "node-2.1234567", node: "node-2", frame: "text" },
       { subject: "ws.send.s1.a", data: "plain publish", conn: undefined, node: undefined, frame: undefined },
-      { subject: "ws.send.s1.a", data: big, conn: "7", node: "n1", frame: "text" },
-      { subject: "ws.send.s1.a", data: "", conn: "7", node: "n1", frame: "text" },
+      { subject: "ws.send.s1.a", data: big, conn: "n1.7", node: "n1", frame: "text" },
+      { subject: "ws.send.s1.a", data: "", conn: "n1.7", node: "n1", frame: "text" },
     ]);
     expect(got.slice(6).map((g) => g.data)).toEqual(Array.from({ length: 3000 }, (_, i) => `m${i}`));
   });

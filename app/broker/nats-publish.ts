@@ -9,7 +9,7 @@
 // allocator kept that garbage spread between the sockets' long-lived memory.
 //
 // Wire format (NATS protocol): "HPUB <subject> <header bytes> <total bytes>\r\n" then the
-// header block "NATS/1.0\r\nWs-Conn: <id>\r\nWs-Node: <node>\r\nWs-Frame: text\r\n\r\n",
+// header block "NATS/1.0\r\nWs-Conn: <node>.<id>\r\nWs-Node: <node>\r\nWs-Frame: text\r\n\r\n",
 // the payload and "\r\n".
 import { HEADER } from "./broker.ts";
 
@@ -67,7 +67,7 @@ export class OutboundBatch {
       len = data.length;
     }
     const end = binary ? BINARY_END : TEXT_END;
-    const hlen = HEAD.length + digits(conn) + NODE.length + this.nodeBytes.length + FRAME.length + end.length;
+    const hlen = HEAD.length + this.nodeBytes.length + 1 + digits(conn) + NODE.length + this.nodeBytes.length + FRAME.length + end.length;
     const total = hlen + len;
     if (total > this.maxPayload()) throw new Error(`frame of ${len} bytes is over the NATS server's max_payload (${this.maxPayload()})`);
     const need = HPUB.length + subject.length + 2 + digits(hlen) + digits(total) + 2 + total + 2;
@@ -86,7 +86,11 @@ export class OutboundBatch {
     b[p++] = 13;
     b[p++] = 10;
     b.set(HEAD, p);
-    p = writeInt(b, p + HEAD.length, conn);
+    p += HEAD.length;
+    b.set(this.nodeBytes, p);
+    p += this.nodeBytes.length;
+    b[p++] = 46; // Ws-Conn is "<node>.<id>": unique across the cluster
+    p = writeInt(b, p, conn);
     b.set(NODE, p);
     p += NODE.length;
     b.set(this.nodeBytes, p);

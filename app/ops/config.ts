@@ -41,6 +41,7 @@ const SECURITY_ENV = {
     ),
   ),
   WSGATE_PUBLISH_TOKEN: v.optional(v.pipe(v.string(), v.minLength(16, "WSGATE_PUBLISH_TOKEN must be at least 16 characters"))),
+  WSGATE_ADMIN_TOKEN: v.optional(v.pipe(v.string(), v.minLength(16, "WSGATE_ADMIN_TOKEN must be at least 16 characters"))),
   WSGATE_MAX_MSGS_PER_SEC: int("WSGATE_MAX_MSGS_PER_SEC", 0, 1_000_000, 100),
   WSGATE_MSG_BURST: v.optional(int("WSGATE_MSG_BURST", 1, 10_000_000, 1)),
   WSGATE_MAX_CONNS_PER_USER: int("WSGATE_MAX_CONNS_PER_USER", 0, 1_000_000, 32),
@@ -64,6 +65,8 @@ export type SecurityConfig = {
   /** undefined: any Origin is accepted */
   allowedOrigins: string[] | undefined;
   publishToken: string | undefined;
+  /** turns on the admin console at /admin (app/admin); unset: /admin is 404 */
+  adminToken: string | undefined;
   /** per connection; 0 = unlimited */
   maxMsgsPerSec: number;
   msgBurst: number;
@@ -88,6 +91,7 @@ function securityConfig(e: v.InferOutput<v.ObjectSchema<typeof SECURITY_ENV, und
     jwtLeewayS: e.WSGATE_JWT_LEEWAY_S,
     allowedOrigins: e.WSGATE_ALLOWED_ORIGINS?.split(","),
     publishToken: e.WSGATE_PUBLISH_TOKEN,
+    adminToken: e.WSGATE_ADMIN_TOKEN,
     maxMsgsPerSec: e.WSGATE_MAX_MSGS_PER_SEC,
     msgBurst: e.WSGATE_MSG_BURST ?? Math.max(1, 2 * e.WSGATE_MAX_MSGS_PER_SEC),
     maxConnsPerUser: e.WSGATE_MAX_CONNS_PER_USER,
@@ -165,6 +169,7 @@ const EnvSchema = v.object({
   WSGATE_REQUEST_TIMEOUT_MS: int("WSGATE_REQUEST_TIMEOUT_MS", 1, 600_000, 30_000),
   WSGATE_MAX_CALLS_PER_CONN: int("WSGATE_MAX_CALLS_PER_CONN", 1, 100_000, 64),
   WSGATE_MAX_REQUESTS_PER_CONN: int("WSGATE_MAX_REQUESTS_PER_CONN", 1, 100_000, 64),
+  WSGATE_EVENTS: v.optional(v.picklist(["on", "off"], "WSGATE_EVENTS must be on or off"), "on"),
   WSGATE_LOG_LEVEL: v.optional(v.picklist(["debug", "info", "warn", "error"], "WSGATE_LOG_LEVEL must be one of debug, info, warn, error"), "info"),
 });
 
@@ -195,6 +200,8 @@ export type Config = SecurityConfig & {
   idleTimeoutS: number;
   drainTimeoutMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** lifecycle events (connect, disconnect, online, offline) on <prefix>.events.<svc>.<user> */
+  events: boolean;
   /** durable per-user mailbox on JetStream or Redis Streams; not with the embedded broker */
   mailbox: MailboxConfig | null;
   /** request/reply through the wsgate.v1 envelope */
@@ -304,6 +311,7 @@ function toConfig(e: Env): Config {
     idleTimeoutS: e.WSGATE_IDLE_TIMEOUT_S,
     drainTimeoutMs: e.WSGATE_DRAIN_TIMEOUT_MS,
     logLevel: e.WSGATE_LOG_LEVEL,
+    events: e.WSGATE_EVENTS === "on",
     mailbox:
       (e.NATS_URL || e.REDIS_URL) && e.WSGATE_MAILBOX === "on"
         ? {

@@ -49,7 +49,7 @@ test("batched SUBs, frames and the client's own commands reach the socket in cal
   expect(writes).toEqual([
     "SUB ws.live.s1.u1 7\r\n" +
       "PUB $JS.API.DIRECT.GET.WSGATE_CURSORS _INBOX.x 2\r\n{}\r\n" +
-      "HPUB ws.send.s1.u1 53 55\r\nNATS/1.0\r\nWs-Conn: 3\r\nWs-Node: n1\r\nWs-Frame: text\r\n\r\nhi\r\n" +
+      "HPUB ws.send.s1.u1 56 58\r\nNATS/1.0\r\nWs-Conn: n1.3\r\nWs-Node: n1\r\nWs-Frame: text\r\n\r\nhi\r\n" +
       "UNSUB 7\r\n" +
       "SUB ws.req.s1.u1 wsgate 8\r\n",
   ]);
