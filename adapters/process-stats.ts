@@ -1,6 +1,6 @@
 // Process metrics through node:process and node:fs, which Bun, Node and Deno all provide.
-import { readdirSync } from "node:fs";
 import process from "node:process";
+import { openFdCount } from "./shared/fd-count.ts";
 import type { ProcessStats } from "../app/ops/metrics.ts";
 
 const startTimeSeconds = Date.now() / 1000 - process.uptime();
@@ -9,7 +9,7 @@ export function processStats(): ProcessStats {
   const cpu = process.cpuUsage();
   let openFds = -1;
   try {
-    openFds = readdirSync("/proc/self/fd").length - 1; // the listing's own descriptor
+    openFds = openFdCount();
   } catch {
     // not Linux, or not allowed (Deno without --allow-read=/proc/self/fd)
   }

@@ -80,7 +80,7 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
     subjects: subs,
     security: new Security(config, secrets?.auth ?? Auth.fromConfig(config)),
     broker: (hooks) => {
-      if (nats) return new NatsBroker(secrets?.nats ?? loadNatsLink(nats), `wsgate ${config.nodeId}`, hooks);
+      if (nats) return new NatsBroker(secrets?.nats ?? loadNatsLink(nats), `wsgate ${config.nodeId}`, hooks, transport.afterEvents);
       if (redis) return new RedisBroker({ settings: redis, nodeId: config.nodeId, subjects: subs, sendMaxLen: config.redisSendMaxLen, mailbox: !!mailboxConfig }, hooks);
       return new EmbeddedBroker(hooks);
     },

@@ -64,6 +64,45 @@ describe("nats.js internals on the installed client", () => {
       { subject: "ws.recv.s1.raw", data: "with headers", hint: "binary", seq: 42, prev: 40 },
       { subject: "ws.recv.s1.raw", data: "without", hint: undefined, seq: 0, prev: 0 },
     ]);
-    expect(broker.internals()).toEqual({ leanSubscriptions: true, headerFallbacks: 0 });
+    expect(broker.internals()).toEqual({ leanSubscriptions: true, headerFallbacks: 0, rawPublish: true });
+  });
+
+  test("client frames written into the outbound queue arrive whole, in order, with their headers, among other publishes", async () => {
+    expect(broker.internals().rawPublish).toBe(true);
+    const got: { subject: string; data: string; conn?: string; node?: string; frame?: string }[] = [];
+    const sub = nc.subscribe("ws.send.>", {
+      callback: (_e, m) => void got.push({ subject: m.subject, data: m.string(), conn: m.headers?.get("Ws-Conn"), node: m.headers?.get("Ws-Node"), frame: m.headers?.get("Ws-Frame") }),
+    });
+    await nc.flush();
+    const big = "y".repeat(100_000); // larger than the batch: a command of its own
+    broker.publishFrame("ws.send.s1.a", "hello", "n1", 7, false);
+    broker.publishFrame("ws.send.s1.a", new Uint8Array([0, 1, 2]), "n1", 7, true);
+    broker.publishFrame("ws.send.s1.b", "żółw ✓ 🐢", "node-2", 1234567, false);
+    broker.publish("ws.send.s1.a", new TextEncoder().encode("plain publish"));
+    broker.publishFrame("ws.send.s1.a", big, "n1", 7, false);
+    broker.publishFrame("ws.send.s1.a", "", "n1", 7, false);
+    for (let i = 0; i < 3000; i++) broker.publishFrame("ws.send.s1.c", `m${i}`, "n1", 9, false);
+    await waitFor("every frame at the subscriber", () => got.length === 3006);
+    sub.unsubscribe();
+    expect(got.slice(0, 6)).toEqual([
+      { subject: "ws.send.s1.a", data: "hello", conn: "n1.7", node: "n1", frame: "text" },
+      { subject: "ws.send.s1.a", data: "\u0000\u0001\u0002", conn: "n1.7", node: "n1", frame: "binary" },
+      { subject: "ws.send.s1.b", data: "żółw ✓ 🐢", conn: "node-2.1234567", node: "node-2", frame: "text" },
+      { subject: "ws.send.s1.a", data: "plain publish", conn: undefined, node: undefined, frame: undefined },
+      { subject: "ws.send.s1.a", data: big, conn: "n1.7", node: "n1", frame: "text" },
+      { subject: "ws.send.s1.a", data: "", conn: "n1.7", node: "n1", frame: "text" },
+    ]);
+    expect(got.slice(6).map((g) => g.data)).toEqual(Array.from({ length: 3000 }, (_, i) => `m${i}`));
+  });
+
+  test("a client frame over the server's max_payload is refused at once, and the connection stays usable", async () => {
+    expect(() => broker.publishFrame("ws.send.s1.a", new Uint8Array(2 * 1024 * 1024), "n1", 7, true)).toThrow(/max_payload/);
+    const got: string[] = [];
+    const sub = nc.subscribe("ws.send.s1.after", { callback: (_e, m) => void got.push(m.string()) });
+    await nc.flush();
+    broker.publishFrame("ws.send.s1.after", "still fine", "n1", 7, false);
+    await waitFor("the next frame", () => got.length === 1);
+    sub.unsubscribe();
+    expect(got).toEqual(["still fine"]);
   });
 });

@@ -6,12 +6,19 @@ import { processStats } from "../process-stats.ts";
 
 export type BunSocket = Pick<ServerWebSocket<Conn>, "sendText" | "sendBinary" | "close" | "getBufferedAmount" | "terminate">;
 
-export function bunTransport(gc: () => void = () => Bun.gc(true)): Transport<BunSocket> {
+/** A full collection, then the freed memory handed back to the system (JSC and the allocator keep it otherwise). */
+function collectAndShrink() {
+  Bun.gc(true);
+  Bun.shrink();
+}
+
+export function bunTransport(gc: () => void = collectAndShrink): Transport<BunSocket> {
   return {
     runtime: "bun",
     textAsString: true,
     send: (ws, data, text) => (text ? ws.sendText(data as string) : ws.sendBinary(data as Uint8Array)),
     collectGarbage: gc,
+    afterEvents: (fn) => void setImmediate(fn),
     processStats,
     close: (ws, code, reason) => ws.close(code, reason),
     buffered: (ws) => ws.getBufferedAmount(),

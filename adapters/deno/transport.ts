@@ -31,6 +31,7 @@ export function denoTransport(backpressureBytes: number, abort: (ws: DenoSocket)
       if (!abort(ws)) transport.close(ws, 1008, "closing");
     },
     processStats,
+    afterEvents: (fn) => void setImmediate(fn),
   };
   return transport;
 }

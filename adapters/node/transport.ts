@@ -26,4 +26,5 @@ export const uwsTransport: Transport<WS | null> = {
     if (ws !== null) ws.close();
   },
   processStats,
+  afterEvents: (fn) => void setImmediate(fn),
 };

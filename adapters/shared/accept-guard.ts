@@ -4,8 +4,9 @@
 // core. Notice it cheaply (CPU use), confirm by counting descriptors, and stop listening
 // until enough are free again: the kernel refuses new connections meanwhile and open
 // sockets carry on.
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { log } from "../../app/ops/log.ts";
+import { openFdCount } from "./fd-count.ts";
 
 const EVERY_MS = 250;
 
@@ -19,9 +20,8 @@ export function guardAccept(limit: number, listener: { pause(): void; resume(): 
     mark = process.cpuUsage();
     const busy = (cpu.user + cpu.system) / 1000 / EVERY_MS;
     if (!paused && busy < 0.5) return;
-    // A busy gateway is usually just a loaded one (fan-out). Listing /proc/self/fd costs
-    // ~13 ms at 10k descriptors, four times a second while busy; the descriptor table's
-    // size is one small read and bounds the count from above.
+    // A busy gateway is usually just a loaded one (fan-out): the descriptor table's size is
+    // one small read and bounds the count from above (fd-count.ts for the count itself).
     if (!paused && tableSize() < limit - 4) return;
     const open = openDescriptors(limit);
     if (!paused && open >= limit - 4) {
@@ -38,7 +38,7 @@ export function guardAccept(limit: number, listener: { pause(): void; resume(): 
 /** Descriptors in use; reading the count itself needs one, so failing to read means none is left. */
 function openDescriptors(limit: number): number {
   try {
-    return readdirSync("/proc/self/fd").length;
+    return openFdCount();
   } catch {
     return limit;
   }

@@ -20,6 +20,11 @@ export interface Broker {
   start(): Promise<void>;
   publish(subject: string, data: Uint8Array, headers?: Record<string, string>): void;
   /**
+   * A client's frame, with the Ws-Conn, Ws-Node and Ws-Frame headers: the inbound hot path, so
+   * the broker may write it without building a headers object. Throws when it cannot be sent.
+   */
+  publishFrame(subject: string, data: Uint8Array | string, node: string, conn: number, binary: boolean): void;
+  /**
    * Publishes into the mailbox stream and resolves once the stream stored it (on a quorum of
    * its replicas). Rejects with NotStored when it surely was not, with StoreUnconfirmed when
    * no answer came within the bound (it may have been: a retry can store it twice unless it

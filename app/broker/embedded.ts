@@ -4,6 +4,8 @@ import { HEADER, parseFrameHint } from "./broker.ts";
 
 export type Tap = (subject: string, data: Uint8Array, headers: Record<string, string>) => void;
 
+const encoder = new TextEncoder();
+
 /** Reply subjects of in-process requests: `<INBOX><token>`. */
 const INBOX = "_INBOX.embedded.";
 
@@ -109,6 +111,11 @@ export class EmbeddedBroker implements Broker {
   /** In process there is nothing to store: delivered is as far as a message goes. */
   async publishStored(subject: string, data: Uint8Array, headers?: Record<string, string>) {
     this.publish(subject, data, headers);
+  }
+
+  publishFrame(subject: string, data: Uint8Array | string, node: string, conn: number, binary: boolean) {
+    const bytes = typeof data === "string" ? encoder.encode(data) : data;
+    this.publish(subject, bytes, { [HEADER.conn]: `${node}.${conn}`, [HEADER.node]: node, [HEADER.frame]: binary ? "binary" : "text" });
   }
 
   /** Lets in-process readers (the HTTP event stream) see messages on a subject prefix. */

@@ -93,15 +93,100 @@ export function readHeaders(msg: Msg, out: HeaderScan): boolean {
   return true;
 }
 
-/** Registers `sub` with the handler's subscription table and tells the server (SUB). */
-export function leanSubscribe(proto: LeanProtocol, sub: LeanSub): void {
+/**
+ * Registers `sub` with the handler's subscription table (which gives it its sid); the caller
+ * sends the SUB (nats-publish.ts, batched). The client re-sends it on reconnect from the table.
+ */
+export function leanRegister(proto: LeanProtocol, sub: LeanSub): void {
   proto.subscriptions.add(sub);
-  proto._sub(sub);
 }
 
-/** UNSUB and forget; nothing when `sub` belongs to a connection that is gone. */
-export function leanUnsubscribe(proto: LeanProtocol | null, sub: LeanSub): void {
-  if (!proto || proto.subscriptions.get(sub.sid) !== sub) return;
-  proto.unsub(sub);
+/** Forgets `sub`; false when it belongs to a connection that is gone (then no UNSUB is due). */
+export function leanForget(proto: LeanProtocol | null, sub: LeanSub): boolean {
+  if (!proto || proto.subscriptions.get(sub.sid) !== sub) return false;
   proto.subscriptions.cancel(sub);
+  return true;
+}
+
+/** The parts of nats.js's protocol handler that the frame publisher writes through. */
+type RawProtocol = {
+  outbound: { fill(a: Uint8Array): void };
+  flushPending(): void;
+  info?: { max_payload?: number };
+  noMorePublishing?: boolean;
+  outMsgs: number;
+  outBytes: number;
+};
+
+export type RawSink = {
+  /** Appends finished commands (`msgs` messages) to the client's outbound queue and statistics; `write`: and writes the queue to the socket now. */
+  send(commands: Uint8Array, msgs: number, write: boolean): void;
+  /** nats.js refuses publishes once the connection drains or closed. */
+  closing(): boolean;
+  /** the server's max_payload (headers and payload together) */
+  maxPayload(): number;
+};
+
+/**
+ * Commands written by the frame publisher (nats-publish.ts) go into the client's outbound
+ * queue, where nats.js's own commands go (kept while it reconnects). Null when the client does not have that shape;
+ * the broker then publishes through nc.publish.
+ */
+export function rawSink(nc: NatsConnection): RawSink | null {
+  const p = (nc as unknown as { protocol?: Partial<RawProtocol> }).protocol;
+  if (!p || typeof p.outbound?.fill !== "function" || typeof p.flushPending !== "function" || typeof p.outMsgs !== "number" || typeof p.outBytes !== "number") return null;
+  const proto = p as RawProtocol;
+  return {
+    send(commands, msgs, write) {
+      proto.outMsgs += msgs;
+      proto.outBytes += commands.length;
+      proto.outbound.fill(commands);
+      if (write) proto.flushPending();
+    },
+    closing: () => proto.noMorePublishing === true || nc.isClosed(),
+    // Before the first INFO nats.js knows no limit; the server's default is 1 MiB.
+    maxPayload: () => proto.info?.max_payload ?? 1024 * 1024,
+  };
+}
+
+/** The parts of nats.js's protocol handler behind its outbound queue. */
+type OutboundProtocol = {
+  sendCommand(cmd: string | Uint8Array, ...payloads: Uint8Array[]): void;
+  flushPending(): void;
+  outbound: { size(): number; fill(a: Uint8Array, ...bufs: Uint8Array[]): void };
+  pendingLimit: number;
+};
+
+const commandEncoder = new TextEncoder();
+
+/**
+ * nats.js writes its queue to the socket at the next microtask after a command is queued, and
+ * runtimes run microtasks after every socket event: a burst of 10,000 upgrades meant 10,000
+ * socket writes of one JetStream request each (a cursor load), each with its own promise.
+ * This makes the client's own commands wait for `later` (the runtime's setImmediate) instead,
+ * as the frame batch does, so one write carries what a turn of the event loop queued. The
+ * queue is still written at once past its pending limit. `before` runs ahead of every command
+ * the client queues: the frame batch moves its commands into the queue there, so the server
+ * gets everything in the order it was asked for (a user's SUB before the mailbox's read of
+ * that user's backlog). False when the handler does not have that shape (nothing changed).
+ */
+export function flushAfterEvents(nc: NatsConnection, later: (fn: () => void) => void, before: () => void): boolean {
+  const p = (nc as unknown as { protocol?: Partial<OutboundProtocol> }).protocol;
+  if (!p || typeof p.sendCommand !== "function" || typeof p.flushPending !== "function" || typeof p.outbound?.fill !== "function" || typeof p.pendingLimit !== "number") return false;
+  const proto = p as OutboundProtocol;
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    proto.flushPending();
+  };
+  proto.sendCommand = (cmd, ...payloads) => {
+    before();
+    proto.outbound.fill(typeof cmd === "string" ? commandEncoder.encode(cmd) : cmd, ...payloads);
+    if (proto.outbound.size() >= proto.pendingLimit) proto.flushPending();
+    else if (!scheduled) {
+      scheduled = true;
+      later(flush);
+    }
+  };
+  return true;
 }

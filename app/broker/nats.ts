@@ -4,7 +4,8 @@ import type { ConnectionOptions, Msg, MsgCallback, NatsConnection, Subscription 
 import type { Broker, BrokerHooks, BrokerState, Listener } from "./broker.ts";
 import { HEADER, parseFrameHint } from "./broker.ts";
 import type { HeaderScan } from "./nats-headers.ts";
-import { type LeanProtocol, LeanSub, type LeanSubKind, leanProtocol, leanSubscribe, leanUnsubscribe, readHeaders, subjectOf } from "./nats-internals.ts";
+import { flushAfterEvents, type LeanProtocol, LeanSub, type LeanSubKind, leanForget, leanProtocol, leanRegister, type RawSink, rawSink, readHeaders, subjectOf } from "./nats-internals.ts";
+import { OutboundBatch } from "./nats-publish.ts";
 import type { NatsLink } from "./nats-link.ts";
 import { downSignal, publishStored } from "./nats-stored.ts";
 import { log } from "../ops/log.ts";
@@ -29,17 +30,25 @@ export class NatsBroker implements Broker {
   private inboxOn: NatsConnection | null = null;
   /** the current connection's protocol handler, when LeanSub can use it */
   private lean: LeanProtocol | null = null;
+  /** the current connection's outbound queue, when client frames can be written straight into it */
+  private raw: RawSink | null = null;
+  /** the client's own commands queue behind the batch's (nats-internals.ts flushAfterEvents), so SUBs may be batched too */
+  private batched = false;
+  /** client frames, batched per turn of the event loop (nats-publish.ts) */
+  private readonly frames: OutboundBatch;
   /** settles when the current connection drops: a stored publish stops waiting for an answer that cannot come */
   private linkDown = downSignal();
   private readonly connection = () => ({ nc: this.nc, down: this.linkDown });
 
   /** whether each fast path of nats-internals.ts is the one running (tests/nats-internals.test.ts) */
-  private readonly fastPaths = { leanSubscriptions: false, headerFallbacks: 0 };
+  private readonly fastPaths = { leanSubscriptions: false, headerFallbacks: 0, rawPublish: false };
 
   constructor(
     private readonly link: NatsLink,
     private readonly name: string,
     private readonly hooks: BrokerHooks,
+    /** when batched client frames go out: after the runtime's socket events (Transport.afterEvents), else at the next microtask */
+    private readonly later: (fn: () => void) => void = queueMicrotask,
   ) {
     const deliver = hooks.deliver;
     const scan: HeaderScan = { seq: 0, prev: 0, hint: undefined };
@@ -79,6 +88,15 @@ export class NatsBroker implements Broker {
     // by the same expression a hidden prototype field (16 bytes more each).
     this.UserSub = LeanSub.kind(class extends LeanSub {}, this.onMsg);
     this.RequestSub = LeanSub.kind(class extends LeanSub {}, this.onRequest, REQUEST_QUEUE);
+    this.frames = new OutboundBatch(
+      (commands, msgs, write) => {
+        // A connection that closed since the frames were written loses them, as nats.js's own queue would.
+        const raw = this.raw;
+        if (raw && !raw.closing()) raw.send(commands, msgs, write);
+      },
+      this.later,
+      () => this.raw?.maxPayload() ?? 1024 * 1024,
+    );
   }
 
   state() {
@@ -92,7 +110,7 @@ export class NatsBroker implements Broker {
   }
 
   /** Which nats.js fast paths run on the installed client: both on, 0 fallbacks, unless nats.js changed shape. */
-  internals(): { leanSubscriptions: boolean; headerFallbacks: number } {
+  internals(): { leanSubscriptions: boolean; headerFallbacks: number; rawPublish: boolean } {
     return { ...this.fastPaths };
   }
 
@@ -113,6 +131,8 @@ export class NatsBroker implements Broker {
           await nc.close();
           return;
         }
+        this.batched = flushAfterEvents(nc, this.later, () => this.frames.move());
+        if (!this.batched) log("warn", "nats.js protocol internals changed: one socket write per command (see app/broker/nats-internals.ts)");
         log("info", "nats connected", { server: nc.getServer(), attempt });
         await this.prepare(nc);
         if (this.stopping) return;
@@ -121,6 +141,9 @@ export class NatsBroker implements Broker {
         this.lean = leanProtocol(nc);
         this.fastPaths.leanSubscriptions = this.lean !== null;
         if (!this.lean) log("warn", "nats.js protocol internals changed: stock subscriptions (~1.1 KB each) instead of lean ones (see app/broker/nats-internals.ts)");
+        this.raw = rawSink(nc);
+        this.fastPaths.rawPublish = this.raw !== null;
+        if (!this.raw) log("warn", "nats.js protocol internals changed: client frames published through nc.publish (see app/broker/nats-internals.ts)");
         this.hooks.rewatchAll();
         this.relisten(nc);
         this.setState("connected");
@@ -129,6 +152,7 @@ export class NatsBroker implements Broker {
         this.linkDown.fire();
         this.nc = null;
         this.lean = null;
+        this.raw = null;
         if (this.stopping) return;
         log("error", "nats connection closed; connecting again", { error: err ? String(err) : undefined });
         this.setState("connecting");
@@ -180,6 +204,7 @@ export class NatsBroker implements Broker {
   publish(subject: string, data: Uint8Array, hdrs?: Record<string, string>) {
     const nc = this.nc;
     if (!nc) throw new Error("nats is not connected");
+    this.frames.flush(); // client frames written before this go out before it
     if (hdrs) {
       const h = natsHeaders();
       for (const k in hdrs) h.set(k, hdrs[k]);
@@ -187,6 +212,22 @@ export class NatsBroker implements Broker {
     } else {
       nc.publish(subject, data);
     }
+  }
+
+  publishFrame(subject: string, data: Uint8Array | string, node: string, conn: number, binary: boolean) {
+    const nc = this.nc;
+    if (!nc) throw new Error("nats is not connected");
+    const raw = this.raw;
+    if (raw) {
+      if (raw.closing()) throw new Error("nats connection is closing");
+      this.frames.frame(subject, data, node, conn, binary);
+      return;
+    }
+    const h = natsHeaders();
+    h.set(HEADER.conn, `${node}.${conn}`);
+    h.set(HEADER.node, node);
+    h.set(HEADER.frame, binary ? "binary" : "text");
+    nc.publish(subject, data, { headers: h });
   }
 
   publishStored(subject: string, data: Uint8Array, hdrs?: Record<string, string>, msgId?: string): Promise<void> {
@@ -208,7 +249,9 @@ export class NatsBroker implements Broker {
     const proto = this.lean;
     if (!proto) return nc.subscribe(subject, { queue: Kind.prototype.queue, callback: Kind.prototype.callback });
     const sub = new Kind(subject);
-    leanSubscribe(proto, sub);
+    leanRegister(proto, sub);
+    if (this.raw && this.batched) this.frames.sub(subject, sub.sid, sub.queue);
+    else proto._sub(sub);
     return sub;
   }
 
@@ -220,13 +263,19 @@ export class NatsBroker implements Broker {
       nc.subscribe(this.inbox + ".*", { callback: this.onAnswer });
       this.inboxOn = nc;
     }
+    this.frames.flush();
     const h = natsHeaders();
     for (const k in hdrs) h.set(k, hdrs[k]);
     nc.publish(subject, data, { reply: this.inbox + "." + token, headers: h });
   }
 
   unwatch(handle: unknown) {
-    if (handle instanceof LeanSub) return leanUnsubscribe(this.lean, handle);
+    if (handle instanceof LeanSub) {
+      if (!leanForget(this.lean, handle) || this.nc?.isClosed() !== false) return;
+      if (this.raw && this.batched) this.frames.unsub(handle.sid);
+      else this.lean!.unsub(handle);
+      return;
+    }
     const sub = handle as Subscription | null;
     if (sub && !sub.isClosed()) sub.unsubscribe();
   }
@@ -234,6 +283,7 @@ export class NatsBroker implements Broker {
   async close() {
     this.stopping = true;
     const nc = this.nc;
+    this.frames.flush();
     if (nc && !nc.isClosed()) {
       try {
         await nc.drain();
@@ -292,6 +342,8 @@ export function connectOptions(link: NatsLink, name: string): ConnectionOptions 
     reconnectTimeWait: 500,
     pingInterval: 10_000,
     timeout: 3_000,
+    // A request would otherwise make an Error for its stack up front: one per mailbox cursor load.
+    noAsyncTraces: true,
   };
   const a = link.auth;
   const bytes = (s: string) => new TextEncoder().encode(s);

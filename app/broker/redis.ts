@@ -15,6 +15,8 @@ import type { Subjects } from "../core/subjects.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
 
+const encoder = new TextEncoder();
+
 /** The Node Buffer class ioredis writes binary arguments with (see bufferClass). */
 type BufferClass = { from(ab: ArrayBufferLike, offset: number, length: number): Uint8Array };
 
@@ -179,6 +181,11 @@ export class RedisBroker implements Broker {
     }
     const payload = headers && needsFrame(subject, this.recvPrefix, headers) ? encodeFramed(data, headers) : data;
     this.cmd.publish(subject, this.buf(payload) as never).catch((err) => log("warn", "redis publish failed", { error: String(err) }));
+  }
+
+  /** A client's frame (Broker.publishFrame): the same stream entry as publish() with its three headers. */
+  publishFrame(subject: string, data: Uint8Array | string, node: string, conn: number, binary: boolean) {
+    this.publish(subject, typeof data === "string" ? encoder.encode(data) : data, { [HEADER.conn]: `${node}.${conn}`, [HEADER.node]: node, [HEADER.frame]: binary ? "binary" : "text" });
   }
 
   /**

@@ -11,11 +11,13 @@ import type { Metrics } from "../ops/metrics.ts";
 import { log, logEnabled } from "../ops/log.ts";
 import type { Identity } from "../security/identity.ts";
 import type { Security } from "../security/security.ts";
-import type { MailboxCore, MailboxDelivery } from "../mailbox/delivery.ts";
-import type { Groups, GroupsCore } from "../groups/groups.ts";
+import type { MailboxDelivery } from "../mailbox/delivery.ts";
+import type { Groups } from "../groups/groups.ts";
 import { noMailboxResume } from "../mailbox/delivery.ts";
 import { helloFrame } from "../envelope/frames.ts";
 import { Rpc } from "../envelope/rpc.ts";
+import { utf8Length } from "../util/utf8.ts";
+import { BurstCollector } from "./burst-gc.ts";
 import { Conn, logClose, type UserEntry } from "./conn.ts";
 import { Deadlines } from "./deadlines.ts";
 import { FanOut } from "./fanout.ts";
@@ -26,24 +28,8 @@ import type { Transport } from "./transport.ts";
 import { addConn, connCount, connsOf, removeConn, Users } from "./users.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { connNumbers } from "../cluster/connid.ts";
-import type { GatewayView, Lifecycle } from "../cluster/gateway-node.ts";
-
-/** Everything the Gateway works with, made before it (createGateway in startup.ts wires them). */
-export type GatewayDeps = {
-  config: Config;
-  transport: Transport;
-  metrics: Metrics;
-  subjects: Subjects;
-  security: Security;
-  /** Makes the broker, given the hooks it calls back (deliver, requests, state changes). */
-  broker: (hooks: BrokerHooks) => Broker;
-  /** Makes the durable mailbox over the core's narrow interface; null when it is off. */
-  mailbox: ((core: MailboxCore) => MailboxDelivery) | null;
-  /** Makes groups and broadcast over the core's narrow interface (app/groups). */
-  groups: ((core: GroupsCore) => Groups) | null;
-  /** Makes the cluster features (membership, events, presence, control) over the Gateway's view of itself. */
-  cluster?: (broker: Broker, view: GatewayView) => { cluster: Cluster; lifecycle: Lifecycle | null };
-};
+import type { Lifecycle } from "../cluster/gateway-node.ts";
+import type { GatewayDeps } from "./deps.ts";
 
 /** Seconds a peer gets to finish a close handshake before its socket is cut. */
 const CLOSE_GRACE_S = 2;
@@ -52,6 +38,8 @@ const CLOSE_GRACE_S = 2;
 const RELEASED = Symbol("released");
 
 const encoder = new TextEncoder();
+/** Text frames up to this many UTF-16 units are measured in place rather than encoded. */
+const SHORT_TEXT = 512;
 
 export class Gateway {
   readonly config: Config;
@@ -69,6 +57,7 @@ export class Gateway {
   private readonly users: Users;
   private readonly publisher: ClientPublisher;
   private readonly out: FanOut;
+  private readonly burst: BurstCollector;
   private draining = false;
   private everConnected = false;
   /** nodes, events, presence, control; null only in tests that build a bare Gateway */
@@ -105,6 +94,7 @@ export class Gateway {
     this.publisher = new ClientPublisher(this.broker, transport, metrics, config.nodeId, subjects.send("", "").slice(0, -1), svcUser);
     const mailbox = this.mailbox;
     const resume = mailbox ? (conn: Conn, after?: number) => mailbox.resume(conn, after) : (conn: Conn, after?: number) => noMailboxResume(transport, conn, after);
+    this.burst = new BurstCollector(transport.collectGarbage, () => metrics.connections);
     this.rpc = new Rpc({ config, metrics, transport, subjects, broker: this.broker, publisher: this.publisher, svcUser, resume });
     const made = deps.cluster?.(this.broker, { nodeId: config.nodeId, users: this.users, subjectOf: deps.mailbox ? subjects.live : subjects.recv, transport, metrics, gateway: this });
     this.cluster = made?.cluster ?? null;
@@ -229,6 +219,7 @@ export class Gateway {
     if (id.exp !== undefined) this.deadlines.set(conn, this.deadlines.fromEpoch(id.exp + this.config.jwtLeewayS));
     this.metrics.connections++;
     this.metrics.upgrades++;
+    this.burst.opened();
     this.lifecycle?.opened(conn, this.users.svcUser(entry), connCount(entry) === 1);
   }
 
@@ -258,8 +249,14 @@ export class Gateway {
   /** A frame from a client. `data` is a string for text frames on runtimes that decode them. */
   message(conn: Conn, data: Uint8Array | string, binary: boolean) {
     if (!conn.user || conn.refuse) return;
-    const bytes = typeof data === "string" ? encoder.encode(data) : data;
-    if (bytes.length > this.config.maxMessageBytes) {
+    // Short text goes to the broker as the string (written without an encoded copy); long text
+    // is encoded here once, natively, rather than measured char by char.
+    let payload = data;
+    let size: number;
+    if (typeof data !== "string") size = data.length;
+    else if (data.length <= SHORT_TEXT) size = utf8Length(data);
+    else size = (payload = encoder.encode(data)).length;
+    if (size > this.config.maxMessageBytes) {
       this.metrics.tooLarge++;
       this.closeWith(conn, CLOSE.TOO_BIG);
       return;
@@ -270,10 +267,10 @@ export class Gateway {
       return;
     }
     this.metrics.messagesIn++;
-    this.metrics.bytesIn += bytes.length;
+    this.metrics.bytesIn += size;
     conn.framesIn++;
     if (conn.envelope) return this.rpc.frame(conn, data, binary);
-    this.publisher.publish(conn, bytes, binary);
+    this.publisher.publish(conn, payload, binary);
   }
 
   /** A message on a user's subject: out to every socket of that user on this node. */
@@ -341,6 +338,7 @@ export class Gateway {
     if (this.cluster) await this.cluster.drain(goAway, () => this.metrics.connections === 0);
     else goAway();
     this.deadlines.stop();
+    this.burst.stop();
     this.rpc.stop();
     this.mailbox?.stop();
     await this.broker.close();

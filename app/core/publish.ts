@@ -1,7 +1,6 @@
 // The one way a client's frame reaches the broker, raw or wsgate.v1 `message` alike: the same
 // subject and headers, so services cannot tell the two modes apart.
 import type { Broker } from "../broker/broker.ts";
-import { HEADER } from "../broker/broker.ts";
 import { CLOSE } from "../../protocol/close-codes.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { log } from "../ops/log.ts";
@@ -20,13 +19,9 @@ export class ClientPublisher {
   ) {}
 
   /** Publishes on `<prefix>.send.<svc>.<user>`; a broker that refuses closes the socket so the client retries. */
-  publish(conn: Conn, bytes: Uint8Array, binary: boolean): void {
+  publish(conn: Conn, data: Uint8Array | string, binary: boolean): void {
     try {
-      this.broker.publish((conn.send ??= this.sendPrefix + this.svcUser(conn.user!)), bytes, {
-        [HEADER.conn]: `${this.nodeId}.${conn.id}`,
-        [HEADER.node]: this.nodeId,
-        [HEADER.frame]: binary ? "binary" : "text",
-      });
+      this.broker.publishFrame((conn.send ??= this.sendPrefix + this.svcUser(conn.user!)), data, this.nodeId, conn.id, binary);
     } catch (err) {
       this.metrics.publishErrors++;
       log("warn", "publish failed; closing the connection so the client retries", { error: String(err) });

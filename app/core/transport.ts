@@ -15,6 +15,12 @@ export interface Transport<WS = any> {
   buffered?(ws: WS): number;
   /** Drops the socket at once, no close handshake: the peer never answered one. */
   terminate?(ws: WS): void;
+  /**
+   * Runs `fn` once the socket events the runtime read in this turn of its event loop are
+   * handled (setImmediate). The broker batches client frames until then: microtasks run after
+   * every single socket event, which would mean one write to NATS per frame.
+   */
+  afterEvents?(fn: () => void): void;
   /** Asks the runtime to collect garbage soon (after a burst of catch-ups, see mailbox/delivery.ts). */
   collectGarbage?(): void;
   /** Memory, CPU and descriptors of this process for /metrics (the adapter reads the OS). */

@@ -20,6 +20,9 @@
 //                   --workers 6; ~45 s; --workers-conns 30000 --workers 3 for a quicker one)
 //   redis           Redis beside NATS in one run: subscription cost, idle memory per user, fan-out and
 //                   the 10,000-user mailbox storm (redis-subs.ts, redis-vs-nats.ts; ~1.5 min)
+//   million         only when named (it loads the whole machine for up to 15 minutes): a million idle
+//                   connections over WSGATE_WORKERS, load clients and nats-server on this box
+//                   (--million-conns 1000000; see scripts/bench/million.ts)
 //
 //   --repeat    runs per target of memory and fanout (medians printed)
 //
@@ -37,10 +40,11 @@ import { runFailover } from "./failover.ts";
 import { runSetup, SETUP_DEFAULT_TARGETS } from "./setup.ts";
 import { printSummary } from "./summary.ts";
 import { runWorkers, WORKERS_TARGETS } from "./workers.ts";
+import { runMillion } from "./million.ts";
 import { runGroups } from "./groups.ts";
 import { argInt, installCleanup, log, ROOT, runDir } from "./lib.ts";
 
-const NAMES = ["memory", "fanout", "node-memory", "mailbox-steady", "mailbox-storm", "failover", "setup", "inbound", "groups", "workers", "redis"] as const;
+const NAMES = ["memory", "fanout", "node-memory", "mailbox-steady", "mailbox-storm", "failover", "setup", "inbound", "groups", "workers", "redis", "million"] as const;
 type Name = (typeof NAMES)[number];
 
 const { values: v } = parseArgs({
@@ -66,6 +70,7 @@ const { values: v } = parseArgs({
     "groups-conns": { type: "string", default: "10000" },
     "groups-messages": { type: "string", default: "200" },
     groups: { type: "string", default: "10" },
+    "million-conns": { type: "string", default: "1000000" },
   },
 });
 const only = new Set<Name>();
@@ -73,7 +78,7 @@ for (const n of (v.only ?? "").split(",").map((s) => s.trim()).filter(Boolean)) 
   if (!(NAMES as readonly string[]).includes(n)) throw new Error(`--only takes a comma list of ${NAMES.join(", ")}`);
   only.add(n as Name);
 }
-const want = (n: Name) => only.size === 0 || only.has(n);
+const want = (n: Name) => only.has(n) || (only.size === 0 && n !== "million");
 installCleanup();
 
 // A hard stop for the whole suite: whatever hangs, every child is killed by PID on exit.
@@ -189,6 +194,10 @@ await step("redis", async () => {
     log(`${script}:\n${rows[script]}`);
   }
   return rows;
+});
+await step("million", () => {
+  const conns = argInt(v["million-conns"], "million-conns", 1, 1_100_000, 1_000_000);
+  return runMillion({ conns, workers: Math.ceil(conns / 18_500), chunk: 57_000, reserveGiB: 3, mailbox: false, reconnect: true, ref: true, sample: 2000, maxMinutes: 15 });
 });
 results.totalSeconds = Math.round((Date.now() - t0) / 1000);
 writeFileSync(join(runDir(), "results.json"), JSON.stringify(results, null, 2));

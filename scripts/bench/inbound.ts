@@ -10,9 +10,9 @@
 //            megabytes of kernel buffer per socket and measure the drain instead);
 //            --duration s, --repeat runs. Figure: messages per second received by the
 //            subscriber (= published by the server), between its first and last message.
-//   latency  a fixed total rate, half of the gateway's median max (a target whose own max is
-//            lower runs at half of its own), --duration s; latency p50/p99/p99.9 from the
-//            client's send time to the subscriber's receive.
+//   latency  a fixed total rate, half of the reference's median max (for the gateway on Bun,
+//            ref-bun-pub's; on Node, ref-uws-pub's; a reference at half its own), --duration s;
+//            latency p50/p99/p99.9 from the client's send time to the subscriber's receive.
 // Targets:
 //   wsgate        the gateway (scripts/start.sh bun), NATS mode, defaults, except
 //                 WSGATE_MAX_MSGS_PER_SEC=0 (the 100 frames/s per connection limit off) and
@@ -20,6 +20,10 @@
 //                 Ws-Node and Ws-Frame headers
 //   ref-bun-pub   bare Bun.serve that publishes each frame as is (no headers, no checks) with
 //                 one nats.js connection (ref-bun.ts, REF_MODE=nats)
+//   wsgate-node   the gateway on Node + uWebSockets.js (scripts/start.sh node), the same settings
+//   ref-uws-pub   bare uWebSockets.js on Node publishing each frame the same way (ref-uws.mjs, REF_MODE=nats)
+// Each payload carries its connection's sequence number (the loadgen's send mode); the
+// subscriber counts gaps and frames out of order per connection.
 //
 // --window (default 100,000): a small window caps the rate by the loop's round trip (20,000
 // gave ~2/3 of the rate here); past ~100,000 the rate stops growing and only the queue does.
@@ -28,15 +32,22 @@
 import { parseArgs } from "node:util";
 import {
   argInt, cpuSeconds, fmt, installCleanup, Loadgen, log, machineBusySeconds, median, MiB, type Nats, natsQuiet, natsVarz, ratio,
-  ResourceWatch, runDir, type Server, sleep, startGateway, startNats, startRef, Subscriber, table, treeCpuSeconds, waitMetrics, warnIfBusy,
+  ResourceWatch, runDir, type Server, sleep, startGateway, startNats, startRef, startRefUws, Subscriber, table, treeCpuSeconds, waitMetrics, warnIfBusy,
 } from "./lib.ts";
 
-export const INBOUND_TARGETS = ["wsgate", "ref-bun-pub"] as const;
+export const INBOUND_TARGETS = ["wsgate", "ref-bun-pub", "wsgate-node", "ref-uws-pub"] as const;
 type Target = (typeof INBOUND_TARGETS)[number];
+/** Each target's reference: the same runtime publishing each frame bare. */
+const REF_OF: Partial<Record<Target, Target>> = { wsgate: "ref-bun-pub", "wsgate-node": "ref-uws-pub" };
 export type InboundOptions = { conns: number; duration: number; repeat: number; size: number; workers: number; rateMax: number; window: number; targets: Target[] };
 
-const LABEL: Record<Target, string> = { wsgate: "wsgate (NATS, headers)", "ref-bun-pub": "ref: Bun.serve + nats.js publish" };
-const PREFIX: Record<Target, string> = { wsgate: "ws", "ref-bun-pub": "ref" };
+const LABEL: Record<Target, string> = {
+  wsgate: "wsgate (NATS, headers)",
+  "ref-bun-pub": "ref: Bun.serve + nats.js publish",
+  "wsgate-node": "wsgate on Node-uWS (NATS, headers)",
+  "ref-uws-pub": "ref: uWS.js on Node + nats.js publish",
+};
+const PREFIX: Record<Target, string> = { wsgate: "ws", "ref-bun-pub": "ref", "wsgate-node": "ws", "ref-uws-pub": "ref" };
 
 type PhaseRun = {
   target: Target;
@@ -47,6 +58,8 @@ type PhaseRun = {
   serverIn: number;
   natsIn: number;
   received: number;
+  /** per connection, from the sequence number in each payload: frames checked, skipped over (lost), repeated or reordered */
+  seq: { checked: number; missing: number; outOfOrder: number; subjects: number } | null;
   subRate: number;
   latency: { p50: number; p90: number; p99: number; p999: number; max: number } | null;
   serverCores: number;
@@ -62,6 +75,8 @@ type PhaseRun = {
 
 async function start(t: Target, nats: Nats): Promise<Server> {
   if (t === "wsgate") return startGateway("inbound-wsgate", nats.url, { WSGATE_MAX_MSGS_PER_SEC: "0" });
+  if (t === "wsgate-node") return startGateway("inbound-wsgate-node", nats.url, { WSGATE_MAX_MSGS_PER_SEC: "0" }, { runtime: "node" });
+  if (t === "ref-uws-pub") return startRefUws("inbound-ref-uws-pub", { REF_MODE: "nats", NATS_URL: nats.url, REF_PREFIX: PREFIX[t] });
   return startRef("inbound-ref-bun-pub", "nats", nats.url, PREFIX[t]);
 }
 
@@ -101,6 +116,7 @@ async function drive(t: Target, s: Server, nats: Nats, o: InboundOptions, phase:
     serverIn: (m1.wsgate_messages_in_total ?? 0) - (m0.wsgate_messages_in_total ?? 0),
     natsIn: v1.in_msgs - v0.in_msgs,
     received: p.messages ?? 0,
+    seq: p.sequence ?? null,
     subRate: p.ratePerS ?? 0,
     latency: p.latencyMs ?? null,
     serverCores: (c1.srv - c0.srv) / secs,
@@ -115,6 +131,14 @@ async function drive(t: Target, s: Server, nats: Nats, o: InboundOptions, phase:
   };
 }
 
+/** Sequence check over a target's runs: "checked / gaps / out of order". */
+function seqCell(rs: PhaseRun[]): string {
+  const s = rs.map((r) => r.seq).filter((x) => x !== null);
+  if (s.length === 0) return "n/a";
+  const sum = (f: (x: NonNullable<PhaseRun["seq"]>) => number) => s.reduce((a, x) => a + f(x!), 0);
+  return `${fmt(sum((x) => x.checked))} / ${fmt(sum((x) => x.missing))} / ${fmt(sum((x) => x.outOfOrder))}`;
+}
+
 export async function runInbound(o: InboundOptions) {
   installCleanup();
   log(`inbound: ${fmt(o.conns)} connections → NATS, ${o.size} B frames, ${o.duration} s per run, targets ${o.targets.join(", ")}; logs in ${runDir()}`);
@@ -126,6 +150,7 @@ export async function runInbound(o: InboundOptions) {
     `${r.target} ${r.phase}: subscriber got ${fmt(r.received)} (${fmt(r.subRate)}/s), server read ${fmt(r.serverIn)}, nats in ${fmt(r.natsIn)}, client sent ${fmt(r.sent)} (skipped ${fmt(r.skipped)} at full sockets); ` +
     `cores: server ${r.serverCores.toFixed(2)}, nats ${r.natsCores.toFixed(2)}, clients ${r.clientCores.toFixed(2)}, subscriber ${r.subCores.toFixed(2)}, machine ${r.machineCores.toFixed(2)} of 2; server peak RSS ${fmt(r.peakRssMiB, 1)} MiB` +
     (r.latency ? `; latency p50 ${fmt(r.latency.p50, 2)} p99 ${fmt(r.latency.p99, 2)} ms` : "") +
+    (r.seq ? `; sequence: ${fmt(r.seq.checked)} checked over ${fmt(r.seq.subjects)} connections, ${fmt(r.seq.missing)} missing, ${fmt(r.seq.outOfOrder)} out of order` : "") +
     (r.subEvents.length ? `; subscriber events: ${r.subEvents.join(" | ")}` : "") +
     (Object.keys(r.closes).length ? `; closes ${JSON.stringify(r.closes)}` : "") +
     (Object.keys(r.errors).length ? `; errors ${JSON.stringify(r.errors)}` : "");
@@ -141,12 +166,13 @@ export async function runInbound(o: InboundOptions) {
       }
     }
     const maxOf = (t: Target) => median(runs.filter((r) => r.target === t && r.phase.startsWith("max")).map((r) => r.subRate));
-    const lead = o.targets.includes("wsgate") ? "wsgate" : o.targets[0];
-    latRate = Math.max(o.conns, Math.round(maxOf(lead) / 2 / o.conns) * o.conns);
-    log(`  latency runs at ${fmt(latRate)} msgs/s in total (half of ${lead}'s median max ${fmt(maxOf(lead))}/s)`);
+    // The issue's yardstick: a gateway and its reference both at half of the reference's saturation.
     for (const t of o.targets) {
-      const rate = Math.min(latRate, Math.max(o.conns, Math.round(maxOf(t) / 2 / o.conns) * o.conns));
+      const lead = REF_OF[t] && o.targets.includes(REF_OF[t]!) ? REF_OF[t]! : t;
+      const rate = Math.max(o.conns, Math.round(maxOf(lead) / 2 / o.conns) * o.conns);
       latRates.set(t, rate);
+      latRate = Math.max(latRate, rate);
+      log(`  ${t}: latency at ${fmt(rate)} msgs/s in total (half of ${lead}'s median max ${fmt(maxOf(lead))}/s)`);
       const r = await drive(t, servers.get(t)!, nats, o, "latency", rate / o.conns, false);
       runs.push(r);
       log(`  ${describe(r)}`);
@@ -156,7 +182,7 @@ export async function runInbound(o: InboundOptions) {
     await nats.stop();
   }
 
-  const ref = o.targets.includes("ref-bun-pub") ? "ref-bun-pub" : null;
+  const refOf = (t: Target) => (REF_OF[t] && o.targets.includes(REF_OF[t]!) ? REF_OF[t]! : null);
   const maxOf = (t: Target) => median(runs.filter((r) => r.target === t && r.phase.startsWith("max")).map((r) => r.subRate));
   const latOf = (t: Target) => runs.find((r) => r.target === t && r.phase === "latency")?.latency ?? null;
   const rows: string[][] = [];
@@ -165,10 +191,11 @@ export async function runInbound(o: InboundOptions) {
     const maxRuns = runs.filter((r) => r.target === t && r.phase.startsWith("max"));
     const l = latOf(t);
     const lr = runs.find((r) => r.target === t && r.phase === "latency");
+    const ref = refOf(t);
     rows.push([
       LABEL[t],
       fmt(maxOf(t)),
-      ref && t !== ref ? ratio(maxOf(t), maxOf(ref)) : "",
+      ref ? ratio(maxOf(t), maxOf(ref)) : "",
       maxRuns.map((r) => fmt(r.subRate)).join(" / "),
       fmt(median(maxRuns.map((r) => r.serverCores)), 2),
       fmt(median(maxRuns.map((r) => r.natsCores)), 2),
@@ -176,17 +203,19 @@ export async function runInbound(o: InboundOptions) {
       fmt(latRates.get(t)),
       fmt(l?.p50, 2),
       fmt(l?.p99, 2),
-      ref && t !== ref ? ratio(l?.p99 ?? NaN, latOf(ref)?.p99 ?? NaN) : "",
+      ref ? ratio(l?.p99 ?? NaN, latOf(ref)?.p99 ?? NaN) : "",
       fmt(l?.p999, 2),
       fmt(lr ? lr.sent - lr.received : NaN),
+      seqCell(runs.filter((r) => r.target === t)),
     ]);
     result[t] = { maxPerS: maxOf(t), latencyRate: latRates.get(t), latencyMs: l, runs: runs.filter((r) => r.target === t) };
   }
   console.log(
     `\nInbound clients → NATS: ${fmt(o.conns)} connections, ${o.size} B text frames, a NATS subscriber on <prefix>.send.>; ${o.duration} s per run\n` +
-      table(["server", "max msg/s (median)", "vs ref", "each run", "server cores", "nats cores", "server peak MiB", "lat. @ msg/s", "p50 ms", "p99 ms", "p99 vs ref", "p99.9 ms", "lost"], rows) +
+      table(["server", "max msg/s (median)", "vs ref", "each run", "server cores", "nats cores", "server peak MiB", "lat. @ msg/s", "p50 ms", "p99 ms", "p99 vs ref", "p99.9 ms", "lost", "per conn: checked / gaps / out of order"], rows) +
       `\nmax msg/s: received by the subscriber between its first and last message; clients keep ≤ ${fmt(o.window)} messages in flight (closed loop on the subscriber's count).` +
-      `\nlatency: a fixed total rate (half the gateway's max), client send time → subscriber; lost = sent − received in that run.\n`,
+      `\nlatency: a fixed total rate (half the reference's max), client send time → subscriber; lost = sent − received in that run.` +
+      `\nper conn: every payload carries its connection's sequence number; the subscriber counts numbers skipped (gaps) and numbers at or below one already seen (out of order), over all runs.\n`,
   );
   return result;
 }

@@ -88,7 +88,8 @@ export async function startServer(name: string, cmd: string[], env: Record<strin
   const proc = rec.proc;
   const base = `http://127.0.0.1:${port}`;
   // Node's first start bundles the adapter (scripts/start.sh): allow for it.
-  const readyMs = opts.runtime === "node" ? 60_000 : 20_000;
+  // and a second more per worker: 55 workers start on two shared cores (scripts/bench/million.ts).
+  const readyMs = (opts.runtime === "node" ? 60_000 : 20_000) + workers * 1000;
   const deadline = Date.now() + readyMs;
   const metricsOnce = async (fresh: boolean) =>
     parseMetrics(await (await fetch(`${base}/metrics`, fresh ? { headers: { connection: "close" }, keepalive: false } : {})).text());
@@ -234,9 +235,9 @@ export function startRef(name: string, mode: "idle" | "nats", natsUrl?: string, 
 }
 
 /** A bare uWebSockets.js server on Node that only holds sockets (scripts/bench/ref-uws.mjs). */
-export function startRefUws(name: string): Promise<Server> {
+export function startRefUws(name: string, env: Record<string, string> = {}): Promise<Server> {
   // Node cannot raise its own open-files limit: the shell does, as scripts/start.sh does for the gateway.
-  return startServer(name, ["sh", "-c", `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec node ${join(import.meta.dir, "ref-uws.mjs")}`], {}, "/readyz", { runtime: "node" });
+  return startServer(name, ["sh", "-c", `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec node ${join(import.meta.dir, "ref-uws.mjs")}`], env, "/readyz", { runtime: "node" });
 }
 
 /** Polls the server's metrics until `pred` holds (bounded); returns the last reading. */

@@ -3,6 +3,10 @@
 // Subscribes to --subject (default ws.send.>) and counts messages, bytes and, for payloads that
 // start with a wall-clock send time in ms (as the loadgen's send mode writes them), the latency
 // from the client's send to here (log-bucketed histogram, ~1% precision).
+// Payloads whose timestamp is followed by a sequence number ("<ms> <seq> ...", the loadgen's
+// send mode: 1, 2, 3... per connection) are checked per subject (one connection per user in
+// the benchmarks): a number that skips ahead counts the skipped ones as missing, one at or
+// below the last seen counts as out of order (a repeat or a reordering).
 // It also serves GET /metrics on 127.0.0.1 (a free port) with the running count as
 // wsgate_bench_sub_messages_total, so a closed-loop load client (loadgen --window) can send as fast
 // as messages really arrive here.
@@ -42,8 +46,21 @@ const HB = 2400;
 const LOG_STEP = Math.log(1.01);
 const bucketMs = (i: number) => (i === 0 ? 0.0005 : Math.pow(1.01, i - 0.5) / 1000);
 
-type Phase = { name: string; msgs: number; bytes: number; first: number; last: number; noTs: number; lat: Uint32Array; latN: number; latMax: number };
-const newPhase = (name: string): Phase => ({ name, msgs: 0, bytes: 0, first: 0, last: 0, noTs: 0, lat: new Uint32Array(HB), latN: 0, latMax: 0 });
+type Phase = { name: string; msgs: number; bytes: number; first: number; last: number; noTs: number; lat: Uint32Array; latN: number; latMax: number; sequenced: number; missing: number; outOfOrder: number };
+const newPhase = (name: string): Phase => ({ name, msgs: 0, bytes: 0, first: 0, last: 0, noTs: 0, lat: new Uint32Array(HB), latN: 0, latMax: 0, sequenced: 0, missing: 0, outOfOrder: 0 });
+/** last sequence number seen per subject, over the whole run (a sender's numbering does not restart per phase) */
+const lastSeq = new Map<string, number>();
+
+/** The decimal number after the first space within the first 40 bytes, or -1. */
+function seqAfterTimestamp(d: Uint8Array): number {
+  const end = Math.min(d.length, 40);
+  let i = d.indexOf(32);
+  if (i < 0 || i >= end) return -1;
+  let v = 0;
+  let digits = 0;
+  for (i++; i < end && d[i] >= 48 && d[i] <= 57; i++, digits++) v = v * 10 + (d[i] - 48);
+  return digits > 0 && digits < 16 && (i === d.length || d[i] === 32) ? v : -1;
+}
 const done: Phase[] = [];
 let ph = newPhase("main");
 const slow: string[] = [];
@@ -66,6 +83,16 @@ nc.subscribe(o.subject!, {
     if (s < 0) {
       ph.noTs++;
       return;
+    }
+    const seq = seqAfterTimestamp(d);
+    if (seq > 0) {
+      ph.sequenced++;
+      const prev = lastSeq.get(m.subject) ?? 0;
+      if (seq <= prev) ph.outOfOrder++;
+      else {
+        ph.missing += seq - prev - 1;
+        lastSeq.set(m.subject, seq);
+      }
     }
     const lat = Math.max(0, t - s);
     const us = lat * 1000;
@@ -97,6 +124,7 @@ function report(p: Phase) {
     spanS: Math.round(span * 1000) / 1000,
     ratePerS: span > 0 ? Math.round(p.msgs / span) : 0,
     noTimestamp: p.noTs,
+    sequence: { checked: p.sequenced, missing: p.missing, outOfOrder: p.outOfOrder, subjects: lastSeq.size },
     latencyMs: p.latN ? { count: p.latN, p50: pct(p.lat, p.latN, 0.5), p90: pct(p.lat, p.latN, 0.9), p99: pct(p.lat, p.latN, 0.99), p999: pct(p.lat, p.latN, 0.999), max: Math.round(p.latMax * 1000) / 1000 } : null,
   };
 }

@@ -30,6 +30,8 @@ export class Conn {
   got = 0;
   tStart = 0;
   everOpen = false;
+  /** send mode: frames this connection sent, numbered 1, 2, 3... in each payload (send.ts) */
+  seq = 0;
   constructor(
     readonly idx: number,
     readonly user: string,

@@ -1,5 +1,9 @@
 // Send mode in a worker: every 10 ms, the messages due (by --rate, or by the credit the
-// parent granted under --window) go out, one frame built per tick and repeated.
+// parent granted under --window) go out, one frame built per tick and repeated. Each payload
+// is "<send time ms> <sequence> xxx...": the sequence counts this connection's frames from 1
+// (10 digits, written into the masked frame per connection), so a subscriber can tell a lost,
+// repeated or reordered frame (scripts/bench/subscriber.ts); payloads too small for it carry
+// the time alone.
 import { encodeFrame } from "./codec.ts";
 import { type Conn, S_OPEN, write } from "./conn.ts";
 import { now, type WorkerConfig } from "./messages.ts";
@@ -16,6 +20,17 @@ export interface SendSource {
 }
 
 const enc = new TextEncoder();
+const SEQ_DIGITS = 10;
+
+/** Writes `seq` as SEQ_DIGITS decimal digits at `at` in a masked frame whose payload starts at `p`. */
+function stampSeq(f: Uint8Array, p: number, at: number, seq: number) {
+  let n = seq;
+  for (let d = SEQ_DIGITS - 1; d >= 0; d--) {
+    const i = at + d;
+    f[i] = (48 + (n % 10)) ^ f[p - 4 + ((i - p) & 3)];
+    n = Math.floor(n / 10);
+  }
+}
 
 export class Sender {
   private running = false;
@@ -60,7 +75,11 @@ export class Sender {
     payload.fill(120); // 'x'
     const ts = enc.encode(t.toFixed(3) + " ");
     payload.set(ts.subarray(0, Math.min(ts.length, payload.length)));
+    const numbered = ts.length + SEQ_DIGITS + 1 <= cfg.size;
+    if (numbered) payload[ts.length + SEQ_DIGITS] = 32;
     const one = encodeFrame(cfg.binary ? 2 : 1, payload);
+    const p = one.length - payload.length; // where the payload starts, after the mask
+    const seqAt = p + ts.length;
     const each = Math.floor(this.credit / open);
     if (each >= 1) {
       const k = each;
@@ -68,10 +87,12 @@ export class Sender {
       for (let i = 0; i < k; i++) many.set(one, i * one.length);
       for (const c of conns) {
         if (c.st !== S_OPEN) continue;
+        if (numbered) for (let i = 0; i < k; i++) stampSeq(many, i * one.length + p, i * one.length + seqAt, c.seq + 1 + i);
         if (c.out || !write(c, many)) {
           rec.ph.sendSkips += k;
           continue;
         }
+        if (numbered) c.seq += k;
         rec.sent(k, k * cfg.size);
         this.budget -= k;
       }
@@ -84,10 +105,12 @@ export class Sender {
       this.cursor = (this.cursor + 1) % conns.length;
       if (c.st !== S_OPEN) continue;
       r--;
+      if (numbered) stampSeq(one, p, seqAt, c.seq + 1);
       if (c.out || !write(c, one)) {
         rec.ph.sendSkips++;
         continue;
       }
+      if (numbered) c.seq++;
       rec.sent(1, cfg.size);
       this.budget--;
     }
