@@ -1,16 +1,16 @@
 // Groups with Redis as the broker (REDIS_URL): membership stored in Redis and known by every
 // node at once, caps exact under concurrent adds, membership back after gateway and Redis
-// restarts, broadcast across nodes. Two Bun nodes on one redis-server.
+// restarts, broadcast across nodes. Two nodes of each runtime on one redis-server.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { bunClient, type Client, cookie } from "./helpers/clients.ts";
-import { type Gateway, startGateway, waitFor } from "./helpers/procs.ts";
+import { type Gateway, RUNTIMES, startGateway, waitFor } from "./helpers/procs.ts";
 import { type Redis, startRedis } from "./helpers/redis.ts";
 
 const ENV = { WSGATE_MAILBOX: "off", WSGATE_MAX_GROUPS_PER_USER: "3", WSGATE_MAX_GROUP_MEMBERS: "4" };
 const text = (c: Client) => c.received.map((m) => (typeof m.data === "string" ? m.data : `<binary ${m.data.length}>`));
 
-describe("groups on Redis", () => {
+for (const runtime of RUNTIMES) describe(`groups on Redis on ${runtime}`, () => {
   let redis: Redis;
   let nodes: Gateway[] = [];
   const clients: Client[] = [];
@@ -18,7 +18,7 @@ describe("groups on Redis", () => {
 
   beforeAll(async () => {
     redis = await startRedis({ aof: true });
-    nodes = await Promise.all([0, 1].map(() => startGateway("bun", { env: env() })));
+    nodes = await Promise.all([0, 1].map(() => startGateway(runtime, { env: env() })));
   });
 
   afterAll(async () => {
@@ -102,7 +102,7 @@ describe("groups on Redis", () => {
     first.close();
     await first.closed;
     await a.stop("SIGTERM");
-    nodes[0] = await startGateway("bun", { port: a.port, env: env() });
+    nodes[0] = await startGateway(runtime, { port: a.port, env: env() });
     const back = await raw(nodes[0], "chat", "u7");
     await holders("ws.group.chat.durable", 1);
     await api(b, "POST", "/v1/groups/chat/durable", "one");
