@@ -17,6 +17,10 @@ import { embeddedRoutes, routes } from "./http/routes.ts";
 import { groupRoutes } from "./http/group-routes.ts";
 import { LoopTopics } from "./groups/fanout.ts";
 import { groupsFactory } from "./groups/setup.ts";
+import { clusterRoutes } from "./http/cluster-routes.ts";
+import type { Broker } from "./broker/broker.ts";
+import { Cluster } from "./cluster/cluster.ts";
+import { GatewayNode, type GatewayView, Lifecycle } from "./cluster/gateway-node.ts";
 import { Auth, KeyError, type ReadTextFile } from "./security/auth.ts";
 import { loadSecrets, type Secrets, Security } from "./security/security.ts";
 
@@ -84,11 +88,22 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
       : null,
     // A runtime without native topics (Deno) fans group messages out in a loop over sockets.
     groups: groupsFactory(config, transport.topics ?? new LoopTopics((ws, data, text) => transport.send(ws, data, text)), transport.textAsString),
+    cluster: (broker, view) => clusterOf(broker, view, config),
   });
   const app = routes(gw);
   if (gw.groups) groupRoutes(app, gw.groups);
-  if (gw.broker instanceof EmbeddedBroker) embeddedRoutes(app, gw, gw.broker);
+  const embedded = gw.broker instanceof EmbeddedBroker ? gw.broker : null;
+  if (embedded) embeddedRoutes(app, gw, embedded);
+  clusterRoutes(app, gw.cluster!, embedded);
   return { gw, app };
+}
+
+/** The cluster features of one node; in embedded mode events are only built while an SSE stream listens. */
+function clusterOf(broker: Broker, view: GatewayView, config: Config) {
+  const node = new GatewayNode(view);
+  const heard = broker instanceof EmbeddedBroker ? (svc: string) => broker.hasTap(`${config.prefix}.events.${svc}.`) : undefined;
+  const cluster = new Cluster(broker, node, { prefix: config.prefix, events: config.events, heard });
+  return { cluster, lifecycle: cluster.eventsOn ? new Lifecycle(cluster.hooks, node) : null };
 }
 
 /** Logs what every operator wants to see at start, including the unauthenticated-identity warning. */
@@ -100,7 +115,7 @@ export function logStart(gw: Gateway, listening: { host: string; port: number })
     port: listening.port,
     node: c.nodeId,
     broker: c.natsUrl ? `nats ${c.natsUrl}` : c.redis ? `redis ${c.redis.redacted}` : "embedded (single node, no NATS)",
-    mailbox: c.mailbox ? `on (${c.redis ? "a Redis stream per user" : `stream ${c.mailbox.stream}`}, ${c.mailbox.maxPerUser || "no cap"}/user, ${c.mailbox.maxAgeS}s)` : "off",
+    mailbox: c.mailbox ? `on (${c.redis ? "a Redis stream per user" : `stream ${c.mailbox.stream}, ${c.mailbox.replicas} replica${c.mailbox.replicas > 1 ? "s" : ""}`}, ${c.mailbox.maxPerUser || "no cap"}/user, ${c.mailbox.maxAgeS}s)` : "off",
     subjects: `${c.prefix}.send.<svc>.<user> / ${c.prefix}.recv.<svc>.<user>`,
     openFilesLimit: gw.metrics.openFilesLimit,
     maxConnections: c.maxConnections,
@@ -161,6 +176,7 @@ export async function runGateway<WS>(rt: RuntimePieces<WS>): Promise<{ gw: Gatew
     return rt.exit(1);
   }
   await gw.broker.start();
+  gw.cluster?.start();
   logStart(gw, { host: config.host, port: listening.port });
   await rt.serveMetrics(gw);
   const drain = drainer(gw, rt.exit, listening);

@@ -26,6 +26,8 @@ export type ClientFrame =
 
 /** gateway → client */
 export type ServerFrame =
+  /** the first frame: this socket's cluster-wide id (`<node>.<n>`, what services see in Ws-Conn) and its node */
+  | { type: "hello"; conn: string; node: string }
   /** `seq`: the mailbox stream sequence, when the message came through the mailbox */
   | ({ type: "message"; seq?: number } & Payload)
   | ({ type: "request"; id: string } & Payload)

@@ -107,6 +107,8 @@ export class WsgateClient {
   private _state: State = "connecting";
   private _lastSeq: number;
   private _lastClose: { code: number; reason: string } | null = null;
+  private _connectionId: string | null = null;
+  private _node: string | null = null;
   private ws: WebSocketLike | null = null;
   private attempt = 0;
   private openedAt = 0;
@@ -135,6 +137,19 @@ export class WsgateClient {
   /** The highest message `seq` delivered; keep it to resume a later session with `lastSeq`. */
   get lastSeq(): number {
     return this._lastSeq;
+  }
+
+  /**
+   * This connection's id in the whole cluster (`<node>.<n>`): what services see in Ws-Conn,
+   * events and presence, and what they address one tab with. null between connections.
+   */
+  get connectionId(): string | null {
+    return this._connectionId;
+  }
+
+  /** The gateway node this connection is on; null between connections. */
+  get node(): string | null {
+    return this._node;
   }
 
   /** How the last connection ended, as the gateway (or the network) said: null before any closed. */
@@ -277,6 +292,7 @@ export class WsgateClient {
 
   private lost(code: number, reason: string) {
     this._lastClose = { code, reason };
+    this._connectionId = this._node = null;
     // Sent calls may or may not have run: the caller decides whether to retry.
     for (const [id, call] of this.calls) {
       if (!call.sent) continue;
@@ -323,13 +339,17 @@ export class WsgateClient {
   private onFrame(ws: WebSocketLike, raw: unknown) {
     if (this.ws !== ws || typeof raw !== "string") return;
     // A ServerFrame, read field by field: nothing in it is trusted.
-    let f: { type?: unknown; id?: unknown; data?: unknown; encoding?: unknown; seq?: unknown; code?: unknown; message?: unknown; group?: unknown; broadcast?: unknown };
+    let f: { type?: unknown; id?: unknown; data?: unknown; encoding?: unknown; seq?: unknown; code?: unknown; message?: unknown; group?: unknown; broadcast?: unknown; conn?: unknown; node?: unknown };
     try {
       f = JSON.parse(raw);
     } catch {
       return;
     }
     switch (f.type) {
+      case "hello":
+        if (typeof f.conn === "string") this._connectionId = f.conn;
+        if (typeof f.node === "string") this._node = f.node;
+        return;
       case "message": {
         const seq = typeof f.seq === "number" ? f.seq : undefined;
         if (seq !== undefined) {

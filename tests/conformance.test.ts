@@ -111,7 +111,7 @@ for (const { runtime, label, env: runtimeEnv, skip } of VARIANTS) {
       expect([...got[1].data]).toEqual([...binary]);
       expect(got[1].frame).toBe("binary");
       expect(got[0].node).toBe(gw.nodeId);
-      expect(got[0].conn).toMatch(/^\d+$/);
+      expect(got[0].conn).toMatch(new RegExp(`^${gw.nodeId}\\.\\d+$`)); // the cluster-wide id, <node>.<n>
       expect(got[1].conn).toBe(got[0].conn);
       expect(got.map((g) => g.user)).toEqual(["alice", "alice"]);
       c.close();

@@ -100,14 +100,14 @@ for (const runtime of RUNTIMES) {
 
     test("a crowd of envelope clients resuming at once each gets exactly what follows its own point", async () => {
       type Frame = { type: string; data: string; seq: number };
-      const frames = (c: Client) => c.received.map((m) => JSON.parse(m.data as string) as Frame);
+      const frames = (c: Client) => c.received.map((m) => JSON.parse(m.data as string) as Frame).filter((f) => f.type === "message"); // not the hello
       const N = 100;
       const users = Array.from({ length: N }, (_, i) => `envcrowd${i}`);
       const open = () => Promise.all(users.map((u) => wsPackageClient(gw.ws, { Cookie: cookie(svc, u) }, "wsgate.v1")));
       let clients = await open();
       clients.forEach((c) => c.send(JSON.stringify({ type: "resume" })));
       for (let i = 0; i < 5; i++) for (const u of users) pub(u, `m${i}`);
-      await Promise.all(clients.map((c) => c.waitFor(5)));
+      await Promise.all(clients.map((c) => c.waitFor(6))); // hello and m0..m4
       const points = clients.map((c) => frames(c)[2].seq); // each resumes after its own m2
       clients.forEach((c) => c.close());
       await Promise.all(clients.map((c) => c.closed));
@@ -174,7 +174,7 @@ for (const runtime of RUNTIMES) {
     });
 
     test("envelope resume after a gateway kill -9: exactly what follows the last seen seq, no duplicate", async () => {
-      const frames = (c: Client) => c.received.map((m) => JSON.parse(m.data as string) as { type: string; data: string; seq: number });
+      const frames = (c: Client) => c.received.map((m) => JSON.parse(m.data as string) as { type: string; data: string; seq: number }).filter((f) => f.type === "message"); // not the hello
       const g1 = await startGateway(runtime, { env: { NATS_URL: nats.url, ...MAILBOX_ENV } });
       const first = await wsPackageClient(g1.ws, { Cookie: cookie(svc, "env") }, "wsgate.v1");
       first.send(JSON.stringify({ type: "resume" }));

@@ -124,7 +124,7 @@ for (const runtime of RUNTIMES) {
     });
 
     test("envelope resume by seq after a gateway kill -9: exactly what follows, seqs rising (stream ids mapped to numbers)", async () => {
-      const frames = (c: Client) => c.received.map((m) => JSON.parse(m.data as string) as { type: string; data: string; seq: number });
+      const frames = (c: Client) => c.received.map((m) => JSON.parse(m.data as string) as { type: string; data: string; seq: number }).filter((f) => f.type === "message"); // not the hello
       const g1 = await startGateway(runtime, { env: env() });
       const first = await wsPackageClient(g1.ws, { Cookie: cookie(svc, "env") }, "wsgate.v1");
       first.send(JSON.stringify({ type: "resume" }));

@@ -246,7 +246,7 @@ for (const runtime of RUNTIMES) {
 
       expect(await c.client.request("echo", "hi")).toBe("echo:hi");
       expect(seen[0]).toMatchObject({ user: "caller", node: gw.nodeId, frame: "text" });
-      expect(seen[0].conn).toMatch(/^\d+$/);
+      expect(seen[0].conn).toMatch(new RegExp(`^${gw.nodeId}\\.\\d+$`));
       expect([...((await c.client.request("echo", new Uint8Array([9, 0, 250]))) as Uint8Array)]).toEqual([9, 0, 250]);
 
       const nobody = await elapsed(c.client.request("nobody-listens", "x", { timeout: 5_000 }));

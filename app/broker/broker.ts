@@ -19,6 +19,13 @@ export interface Broker {
   /** Begins connecting; never rejects: a broker that is down is retried in the background. */
   start(): Promise<void>;
   publish(subject: string, data: Uint8Array, headers?: Record<string, string>): void;
+  /**
+   * Publishes into the mailbox stream and resolves once the stream stored it (on a quorum of
+   * its replicas). Rejects with NotStored when it surely was not, with StoreUnconfirmed when
+   * no answer came within the bound (it may have been: a retry can store it twice unless it
+   * carries the same `msgId`, which the stream deduplicates).
+   */
+  publishStored(subject: string, data: Uint8Array, headers?: Record<string, string>, msgId?: string): Promise<void>;
   /** Registers interest in one exact subject; the handle is given back to unwatch. */
   watch(subject: string): unknown;
   unwatch(handle: unknown): void;
@@ -31,7 +38,23 @@ export interface Broker {
   request(subject: string, data: Uint8Array, headers: Record<string, string>, token: string): void;
   /** Flushes what is in flight and closes. */
   close(): Promise<void>;
+  /**
+   * Cluster plumbing (app/cluster): a handler for every message on `subject` (NATS wildcards
+   * allowed), kept across reconnects until the returned function is called. With `queue`,
+   * the listeners sharing that group split the messages: one receives each.
+   */
+  listen(subject: string, handler: Listener, queue?: string): () => void;
+  /** A publish whose receivers answer to `reply` (a subject under newInbox()). */
+  publishReply(subject: string, data: Uint8Array, reply: string): void;
+  /** A subject prefix no other client replies under: `<inbox>.<token>` reaches only this broker's listeners. */
+  newInbox(): string;
 }
+
+/** A cluster message: `reply` is "" when the sender expects no answer. */
+export type Listener = (subject: string, data: Uint8Array, reply: string, headers: HeaderLookup) => void;
+
+/** Reads one header of a cluster message (case-insensitive); null when absent. */
+export type HeaderLookup = (name: string) => string | null;
 
 export type BrokerHooks = {
   deliver: Deliver;
@@ -45,6 +68,11 @@ export type BrokerHooks = {
   /** The answer to request(…, token): `data` null when no one listens on the subject; `error` the answer's Ws-Error code. */
   answer?: (token: string, data: Uint8Array | null, hint: FrameHint, error: string | null) => void;
 };
+
+/** A stored publish the broker knows was not stored (no stream leader, an error answer): safe to retry. */
+export class NotStored extends Error {}
+/** A stored publish with no answer in time: it may or may not have been stored. */
+export class StoreUnconfirmed extends Error {}
 
 export const HEADER = {
   frame: "Ws-Frame",

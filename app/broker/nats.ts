@@ -1,11 +1,12 @@
 // NATS broker: one core subscription per served user subject, shared delivery callback.
 import { connect, createInbox, credsAuthenticator, errors, headers as natsHeaders, Match, nkeyAuthenticator } from "@nats-io/transport-node";
 import type { ConnectionOptions, Msg, MsgCallback, NatsConnection, Subscription } from "@nats-io/transport-node";
-import type { Broker, BrokerHooks, BrokerState } from "./broker.ts";
+import type { Broker, BrokerHooks, BrokerState, Listener } from "./broker.ts";
 import { HEADER, parseFrameHint } from "./broker.ts";
 import type { HeaderScan } from "./nats-headers.ts";
 import { type LeanProtocol, LeanSub, type LeanSubKind, leanProtocol, leanSubscribe, leanUnsubscribe, readHeaders, subjectOf } from "./nats-internals.ts";
 import type { NatsLink } from "./nats-link.ts";
+import { downSignal, publishStored } from "./nats-stored.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
 
@@ -28,6 +29,9 @@ export class NatsBroker implements Broker {
   private inboxOn: NatsConnection | null = null;
   /** the current connection's protocol handler, when LeanSub can use it */
   private lean: LeanProtocol | null = null;
+  /** settles when the current connection drops: a stored publish stops waiting for an answer that cannot come */
+  private linkDown = downSignal();
+  private readonly connection = () => ({ nc: this.nc, down: this.linkDown });
 
   /** whether each fast path of nats-internals.ts is the one running (tests/nats-internals.test.ts) */
   private readonly fastPaths = { leanSubscriptions: false, headerFallbacks: 0 };
@@ -113,13 +117,16 @@ export class NatsBroker implements Broker {
         await this.prepare(nc);
         if (this.stopping) return;
         this.nc = nc;
+        this.linkDown = downSignal();
         this.lean = leanProtocol(nc);
         this.fastPaths.leanSubscriptions = this.lean !== null;
         if (!this.lean) log("warn", "nats.js protocol internals changed: stock subscriptions (~1.1 KB each) instead of lean ones (see app/broker/nats-internals.ts)");
         this.hooks.rewatchAll();
+        this.relisten(nc);
         this.setState("connected");
         void this.watchStatus(nc);
         const err = await nc.closed();
+        this.linkDown.fire();
         this.nc = null;
         this.lean = null;
         if (this.stopping) return;
@@ -155,11 +162,13 @@ export class NatsBroker implements Broker {
     for await (const s of nc.status()) {
       if (s.type === "disconnect") {
         log("warn", "nats disconnected; reconnecting", { server: s.server });
+        this.linkDown.fire();
         this.setState("reconnecting");
       } else if (s.type === "reconnect") {
         // nats.js re-sends every live subscription on reconnect. The server may have
         // lost its JetStream state, so the mailbox streams are ensured again.
         log("info", "nats reconnected", { server: s.server });
+        this.linkDown = downSignal();
         void this.prepare(nc).catch(() => {});
         this.setState("connected");
       } else if (s.type === "error") {
@@ -178,6 +187,10 @@ export class NatsBroker implements Broker {
     } else {
       nc.publish(subject, data);
     }
+  }
+
+  publishStored(subject: string, data: Uint8Array, hdrs?: Record<string, string>, msgId?: string): Promise<void> {
+    return publishStored(this.connection, subject, data, hdrs, msgId);
   }
 
   watch(subject: string): LeanSub | Subscription | null {
@@ -229,6 +242,44 @@ export class NatsBroker implements Broker {
       }
     }
     this.setState("closed");
+  }
+
+  // Cluster plumbing (app/cluster). Listeners outlive a connection: each new one subscribes them again.
+  private listeners = new Set<{ subject: string; handler: Listener; queue: string | undefined; sub: Subscription | null }>();
+
+  listen(subject: string, handler: Listener, queue?: string): () => void {
+    const l = { subject, handler, queue, sub: null as Subscription | null };
+    this.listeners.add(l);
+    if (this.nc) this.subscribeListener(this.nc, l);
+    return () => {
+      this.listeners.delete(l);
+      if (l.sub && !l.sub.isClosed()) l.sub.unsubscribe();
+    };
+  }
+
+  private relisten(nc: NatsConnection) {
+    for (const l of this.listeners) this.subscribeListener(nc, l);
+  }
+
+  private subscribeListener(nc: NatsConnection, l: { subject: string; handler: Listener; queue: string | undefined; sub: Subscription | null }) {
+    l.sub = nc.subscribe(l.subject, {
+      queue: l.queue,
+      callback: (err, msg) => {
+        if (err) return;
+        const h = msg.headers;
+        l.handler(msg.subject, msg.data, msg.reply ?? "", (name) => h?.get(name, Match.IgnoreCase) || null);
+      },
+    });
+  }
+
+  publishReply(subject: string, data: Uint8Array, reply: string) {
+    const nc = this.nc;
+    if (!nc) throw new Error("nats is not connected");
+    nc.publish(subject, data, { reply });
+  }
+
+  newInbox(): string {
+    return createInbox();
   }
 }
 

@@ -8,7 +8,7 @@
 // client after a reconnect (autoResubscribe off): the gateway re-watches its users (rewatchAll).
 import { Redis } from "ioredis";
 import type { Broker, BrokerHooks, BrokerState } from "./broker.ts";
-import { HEADER, parseFrameHint } from "./broker.ts";
+import { HEADER, NotStored, parseFrameHint, StoreUnconfirmed } from "./broker.ts";
 import { decodeFramed, encodeFramed, framed, header, hintOf, type LiveScan, REPLY, scanLive } from "./redis-frame.ts";
 import type { RedisSettings } from "./redis-options.ts";
 import type { Subjects } from "../core/subjects.ts";
@@ -181,6 +181,26 @@ export class RedisBroker implements Broker {
     this.cmd.publish(subject, this.buf(payload) as never).catch((err) => log("warn", "redis publish failed", { error: String(err) }));
   }
 
+  /**
+   * The publish API with the mailbox: answered once the user's stream holds the entry (on the
+   * master; Redis replicates afterwards). Idempotency keys are not kept here.
+   */
+  async publishStored(subject: string, data: Uint8Array, headers?: Record<string, string>): Promise<void> {
+    if (this.current !== "connected") throw new NotStored("redis is not connected");
+    if (!this.o.mailbox || !subject.startsWith(this.recvPrefix)) return this.publish(subject, data, headers);
+    const key = this.mailboxPrefix + subject.slice(this.recvPrefix.length);
+    const append = this.cmd.fcall("wsgate_send", 1, key, this.buf(data) as never, parseFrameHint(headers?.[HEADER.frame]) ?? "");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new StoreUnconfirmed("no answer from redis within 5 s")), 5_000)));
+    try {
+      await Promise.race([append, late]);
+    } catch (err) {
+      throw err instanceof StoreUnconfirmed ? err : new StoreUnconfirmed(`mailbox append failed: ${err}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** One entry per client frame on its service's stream; consumer groups spread them over the service's instances. */
   private toService(subject: string, data: Uint8Array, h: Record<string, string> | undefined) {
     const dot = subject.indexOf(".", this.sendPrefix.length);
@@ -263,6 +283,18 @@ export class RedisBroker implements Broker {
     this.stopping = true;
     await Promise.allSettled([this.cmd.quit(), this.sub.quit()]);
     this.setState("closed");
+  }
+
+  // Cluster plumbing (app/cluster) is not carried over Redis yet: each node hears no peer, so
+  // membership, presence and control answer for this node alone; events are published as usual.
+  listen(): () => void {
+    return () => {};
+  }
+
+  publishReply(): void {}
+
+  newInbox(): string {
+    return this.inbox + "cluster";
   }
 }
 

@@ -20,6 +20,11 @@ export class Conn {
   tick = 0;
   /** index in that second's bucket; -1 = none */
   slot = -1;
+  /**
+   * Given at open, from the node's start time in µs (cluster/connid.ts): `<node>.<id>` names the
+   * socket in the whole cluster (Ws-Conn, events, presence), and id / 1000 is when it opened.
+   */
+  id = 0;
   private more: ConnMore | null = null;
 
   constructor(pending: Identity | null) {
@@ -30,11 +35,18 @@ export class Conn {
     return (this.more ??= { ...FRESH });
   }
 
-  /** Per node, told to services in Ws-Conn: given on first use, since an idle socket never needs one. */
-  get id(): number {
-    const m = this.side();
-    if (m.id === 0) m.id = nextConnId++;
-    return m.id;
+  /** frames from and to the client, for its disconnect event: counted on the side object, so an idle socket pays nothing */
+  get framesIn(): number {
+    return (this.more ?? FRESH).framesIn;
+  }
+  set framesIn(v: number) {
+    this.side().framesIn = v;
+  }
+  get framesOut(): number {
+    return (this.more ?? FRESH).framesOut;
+  }
+  set framesOut(v: number) {
+    this.side().framesOut = v;
   }
   /** why the socket is being closed (or is to be closed right after it opens, node full); nothing more is sent */
   get refuse(): CloseCode | null {
@@ -86,15 +98,13 @@ export class Conn {
   }
 }
 
-type ConnMore = { id: number; refuse: CloseCode | null; envelope: boolean; budget: number; budgetAt: number; send: string | null; seq: number; held: Held[] | null };
+type ConnMore = { framesIn: number; framesOut: number; refuse: CloseCode | null; envelope: boolean; budget: number; budgetAt: number; send: string | null; seq: number; held: Held[] | null };
 
 /**
  * A socket's side fields before it has any. A socket that never sent a frame has its whole
  * burst: takeMessage refills from `budgetAt` -1 and caps at the burst.
  */
-const FRESH: Readonly<ConnMore> = Object.freeze({ id: 0, refuse: null, envelope: false, budget: Infinity, budgetAt: -1, send: null, seq: 0, held: null });
-
-let nextConnId = 1;
+const FRESH: Readonly<ConnMore> = Object.freeze({ framesIn: 0, framesOut: 0, refuse: null, envelope: false, budget: Infinity, budgetAt: -1, send: null, seq: 0, held: null });
 
 export type UserEntry = {
   /** the subject this node watches for the user (recv, or live with the mailbox); the map key */

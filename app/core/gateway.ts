@@ -15,7 +15,7 @@ import type { MailboxCore, MailboxDelivery } from "../mailbox/delivery.ts";
 import type { Groups, GroupsCore } from "../groups/groups.ts";
 import { noMailboxResume } from "../mailbox/delivery.ts";
 import { HOLD_MAX } from "../mailbox/replay.ts";
-import { messageFrame } from "../envelope/frames.ts";
+import { helloFrame, messageFrame } from "../envelope/frames.ts";
 import { Rpc } from "../envelope/rpc.ts";
 import { isUtf8 } from "../util/utf8.ts";
 import { Conn, logClose, type UserEntry } from "./conn.ts";
@@ -25,6 +25,9 @@ import { ClientPublisher } from "./publish.ts";
 import type { Subjects } from "./subjects.ts";
 import type { Transport } from "./transport.ts";
 import { addConn, connAt, connCount, connsOf, removeConn, Users } from "./users.ts";
+import type { Cluster } from "../cluster/cluster.ts";
+import { connNumbers } from "../cluster/connid.ts";
+import type { GatewayView, Lifecycle } from "../cluster/gateway-node.ts";
 
 /** Everything the Gateway works with, made before it (createGateway in startup.ts wires them). */
 export type GatewayDeps = {
@@ -39,6 +42,8 @@ export type GatewayDeps = {
   mailbox: ((core: MailboxCore) => MailboxDelivery) | null;
   /** Makes groups and broadcast over the core's narrow interface (app/groups). */
   groups: ((core: GroupsCore) => Groups) | null;
+  /** Makes the cluster features (membership, events, presence, control) over the Gateway's view of itself. */
+  cluster?: (broker: Broker, view: GatewayView) => { cluster: Cluster; lifecycle: Lifecycle | null };
 };
 
 /** Seconds a peer gets to finish a close handshake before its socket is cut. */
@@ -67,6 +72,11 @@ export class Gateway {
   private readonly publisher: ClientPublisher;
   private draining = false;
   private everConnected = false;
+  /** nodes, events, presence, control; null only in tests that build a bare Gateway */
+  readonly cluster: Cluster | null;
+  /** the connect/disconnect hooks; null when WSGATE_EVENTS=off */
+  private readonly lifecycle: Lifecycle | null;
+  private readonly nextConnId = connNumbers();
 
   constructor(deps: GatewayDeps) {
     const { config, transport, metrics, subjects } = deps;
@@ -96,6 +106,9 @@ export class Gateway {
     const mailbox = this.mailbox;
     const resume = mailbox ? (conn: Conn, after?: number) => mailbox.resume(conn, after) : (conn: Conn, after?: number) => noMailboxResume(transport, conn, after);
     this.rpc = new Rpc({ config, metrics, transport, subjects, broker: this.broker, publisher: this.publisher, svcUser, resume });
+    const made = deps.cluster?.(this.broker, { nodeId: config.nodeId, users: this.users, subjectOf: deps.mailbox ? subjects.live : subjects.recv, transport, metrics, gateway: this });
+    this.cluster = made?.cluster ?? null;
+    this.lifecycle = made?.lifecycle ?? null;
   }
 
   /** Bound once, so the broker holds no per-user closures. */
@@ -135,7 +148,7 @@ export class Gateway {
   ready(): { ok: true } | { ok: false; reason: string } {
     if (this.draining) return { ok: false, reason: "draining" };
     const s = this.broker.state();
-    if (s !== "connected") return { ok: false, reason: `broker ${s}` };
+    if (s !== "connected") return { ok: false, reason: this.mailbox?.store.refusal?.() ?? `broker ${s}` };
     return { ok: true };
   }
 
@@ -205,14 +218,18 @@ export class Gateway {
       }
     }
     conn.user = entry;
+    conn.id = this.nextConnId();
     this.groups?.opened(conn, id.svc, id.user, id.groups);
     if (conn.envelope) {
+      // First, before anything the mailbox or a request may send: which socket this is.
+      this.transport.send(ws, helloFrame(`${this.config.nodeId}.${conn.id}`, this.config.nodeId), true);
       this.rpc.opened(conn);
       this.mailbox?.opened(conn);
     }
     if (id.exp !== undefined) this.deadlines.set(conn, this.deadlines.fromEpoch(id.exp + this.config.jwtLeewayS));
     this.metrics.connections++;
     this.metrics.upgrades++;
+    this.lifecycle?.opened(conn, this.users.svcUser(entry), connCount(entry) === 1);
   }
 
   /** The socket closed. A frame over WSGATE_MAX_MESSAGE_BYTES cut by the runtime itself arrives here as 1009 (the adapter's mapping). */
@@ -227,12 +244,15 @@ export class Gateway {
     this.groups?.closed(conn, this.users.svcUser(entry));
     conn.user = null;
     this.metrics.connections--;
-    if (removeConn(entry, conn) === 0) {
+    const left = removeConn(entry, conn);
+    if (left === 0) {
       this.users.delete(entry);
       this.metrics.users--;
       if (entry.handle !== RELEASED) this.broker.unwatch(entry.handle);
       this.mailbox?.lastClosed(entry);
     }
+    // After the user is gone from this node: an offline check must not find it here.
+    this.lifecycle?.closed(conn, this.users.svcUser(entry), left === 0, code, reason);
   }
 
   /** A frame from a client. `data` is a string for text frames on runtimes that decode them. */
@@ -251,6 +271,7 @@ export class Gateway {
     }
     this.metrics.messagesIn++;
     this.metrics.bytesIn += bytes.length;
+    conn.framesIn++;
     if (conn.envelope) return this.rpc.frame(conn, data, binary);
     this.publisher.publish(conn, bytes, binary);
   }
@@ -296,6 +317,7 @@ export class Gateway {
       } else {
         status = this.transport.send(conn.ws, payload, text);
       }
+      if (status !== 0) conn.framesOut++;
       if (status > 0) {
         m.messagesOut++;
         m.bytesOut += data.length;
@@ -357,9 +379,17 @@ export class Gateway {
     this.draining = true;
     this.metrics.draining = 1;
     log("info", "draining", { connections: this.metrics.connections });
-    for (const entry of this.users.values()) {
-      for (const conn of connsOf(entry)) this.transport.close(conn.ws, CLOSE.GOING_AWAY.code, CLOSE.GOING_AWAY.reason);
-    }
+    const goAway = () => {
+      for (const entry of this.users.values()) {
+        for (const conn of connsOf(entry)) {
+          conn.refuse ??= CLOSE.GOING_AWAY; // the disconnect events say closedBy "drain"
+          this.transport.close(conn.ws, CLOSE.GOING_AWAY.code, CLOSE.GOING_AWAY.reason);
+        }
+      }
+    };
+    // The cluster keeps the broker open until the disconnect and offline events are out.
+    if (this.cluster) await this.cluster.drain(goAway, () => this.metrics.connections === 0);
+    else goAway();
     this.deadlines.stop();
     this.rpc.stop();
     this.mailbox?.stop();

@@ -23,7 +23,7 @@ export class ClientPublisher {
   publish(conn: Conn, bytes: Uint8Array, binary: boolean): void {
     try {
       this.broker.publish((conn.send ??= this.sendPrefix + this.svcUser(conn.user!)), bytes, {
-        [HEADER.conn]: String(conn.id),
+        [HEADER.conn]: `${this.nodeId}.${conn.id}`,
         [HEADER.node]: this.nodeId,
         [HEADER.frame]: binary ? "binary" : "text",
       });

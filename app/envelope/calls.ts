@@ -70,7 +70,7 @@ export class Calls {
     this.perConn.set(conn, (this.perConn.get(conn) ?? 0) + 1);
     const headers = {
       [HEADER.user]: user,
-      [HEADER.conn]: String(conn.id),
+      [HEADER.conn]: `${this.d.nodeId}.${conn.id}`,
       [HEADER.node]: this.d.nodeId,
       [HEADER.frame]: f.encoding ? "binary" : "text",
       [HEADER.timeout]: String(ms),

@@ -22,6 +22,11 @@ export function messageFrame(data: Uint8Array, text: boolean, seq: number): stri
   return seq > 0 ? `{"type":"message",${body},"seq":${seq}}` : `{"type":"message",${body}}`;
 }
 
+/** The first frame on every envelope socket: its cluster-wide connection id and its node (ids need no escaping). */
+export function helloFrame(conn: string, node: string): string {
+  return `{"type":"hello","conn":"${conn}","node":"${node}"}`;
+}
+
 export function errorFrame(code: string, message: string, id?: string): string {
   return JSON.stringify(id === undefined ? { type: "error", code, message } : { type: "error", id, code, message });
 }

@@ -155,7 +155,7 @@ export class ServiceRequests {
     this.pending.delete(id);
     this.untrack(p);
     this.unlink(p);
-    const headers: Record<string, string> = { [HEADER.conn]: String(conn.id), [HEADER.node]: this.d.nodeId };
+    const headers: Record<string, string> = { [HEADER.conn]: `${this.d.nodeId}.${conn.id}`, [HEADER.node]: this.d.nodeId };
     if (f) {
       headers[HEADER.frame] = f.encoding ? "binary" : "text";
       this.d.metrics.requests.answered++;

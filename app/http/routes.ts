@@ -5,7 +5,7 @@ import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Context } from "hono";
 import type { EmbeddedBroker } from "../broker/embedded.ts";
-import { HEADER } from "../broker/broker.ts";
+import { HEADER, NotStored } from "../broker/broker.ts";
 import type { Conn } from "../core/conn.ts";
 import type { Gateway } from "../core/gateway.ts";
 import { metricsResponse } from "../ops/metrics-route.ts";
@@ -26,6 +26,9 @@ export type UpgradeEnv = {
     upgrade: (req: Request, conn: Conn) => Response;
   };
 };
+
+/** becomes the stream's Nats-Msg-Id: a retried publish with the same key is stored once (2-minute window) */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
 
 export function routes(gw: Gateway): Hono<UpgradeEnv> {
   const app = new Hono<UpgradeEnv>();
@@ -64,12 +67,19 @@ export function routes(gw: Gateway): Hono<UpgradeEnv> {
     if (frame instanceof Response) return frame;
     const body = await readBody(c);
     if (body instanceof Response) return body;
-    if (gw.broker.state() !== "connected") return c.json({ error: `broker ${gw.broker.state()}` }, 503);
+    const key = c.req.header("idempotency-key");
+    if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) return c.json({ error: "Idempotency-Key must be 1 to 128 visible ASCII characters" }, 400);
+    if (gw.broker.state() !== "connected") return c.json({ error: `broker ${gw.broker.state()}` }, 503, { "Retry-After": "1" });
     const subject = gw.subjects.recv(svc, user);
+    const headers = frame ? { [HEADER.frame]: frame } : undefined;
     try {
-      gw.broker.publish(subject, body, frame ? { [HEADER.frame]: frame } : undefined);
+      // With the mailbox, 202 means stored (on a quorum of replicas), so a message is never
+      // acknowledged here and then lost in a NATS failover.
+      if (gw.mailbox) await gw.broker.publishStored(subject, body, headers, key);
+      else gw.broker.publish(subject, body, headers);
     } catch (err) {
-      return c.json({ error: `publish failed: ${String(err)}` }, 503);
+      const error = err instanceof NotStored ? `not stored, retry: ${err.message}` : `publish not confirmed, it may have been stored (retry with the same Idempotency-Key to store it once): ${err instanceof Error ? err.message : err}`;
+      return c.json({ error }, 503, { "Retry-After": "1" });
     }
     return c.json({ subject, bytes: body.length }, 202);
   });

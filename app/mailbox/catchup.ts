@@ -4,7 +4,7 @@
 // with the square of the users. When many reads wait at once, one ordered read of the
 // stream range they need is shared by all of them instead (about 200k messages a second),
 // and each user's read ends with only its held live messages left to join.
-import type { Limiter } from "./store.ts";
+import { type Limiter, ScanUnavailable } from "./store.ts";
 import type { MailboxStoreApi } from "./store-api.ts";
 import { replay, type ReplayTarget } from "./replay.ts";
 
@@ -158,7 +158,7 @@ export class CatchupReader {
         });
       }
     } catch (err) {
-      for (const j of members) if (!j.done) j.reject(err);
+      for (const j of members) if (!j.done) err instanceof ScanUnavailable ? this.alone(j, 0) : j.reject(err);
       return;
     }
     this.onPass({ users: taken, read, ms: performance.now() - started });

@@ -22,6 +22,8 @@ export interface MailboxStoreApi {
    * user has a stream of its own and per-user reads are cheap.
    */
   readonly shared: SharedReads | null;
+  /** What keeps the store from working as configured (a replica count the cluster cannot hold), for /readyz; null when nothing does. */
+  refusal?(): string | null;
 }
 
 export interface SharedReads {

@@ -7,13 +7,14 @@
 //  - how far delivery got is kept per user on `<prefix>.cursor.<svc>.<user>` in a
 //    second stream holding one message per subject (a KV bucket in all but name).
 import { DeliverPolicy, jetstream, type JetStreamClient, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { type NatsConnection, TimeoutError } from "@nats-io/transport-node";
 import { type FrameHint, HEADER, parseFrameHint } from "../broker/broker.ts";
 import type { MailboxConfig } from "../ops/config.ts";
 import type { Subjects } from "../core/subjects.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
 import type { MailboxStoreApi, SharedReads, StoredMessage } from "./store-api.ts";
+import { ensureMailbox, explainPlacement, PlacementRefused, upsert } from "./streams.ts";
 
 const NS_PER_S = 1_000_000_000;
 const decoder = new TextDecoder();
@@ -23,9 +24,17 @@ const API_TIMEOUT_MS = 5_000;
 const RECREATE_DELAY_MS = 1_000;
 /** A shared read that gets no message for this long is abandoned and retried. */
 const SCAN_STALL_MS = 5_000;
+/** replicas > 1: how long a shared read waits for its consumer before users read on their own. */
+const SCAN_START_MS = 1_500;
+/** How often a JetStream API question is asked again while it gets no answer (askAgain). */
+const ASK_AGAIN_MS = 500;
 
 export class MailboxStore implements MailboxStoreApi, SharedReads {
   private jsm: JetStreamManager | null = null;
+  /** the JetStream API with a short timeout, for questions asked again until answered (askAgain) */
+  private quickApi: JetStreamManager | null = null;
+  /** replicas > 1: makes shared reads' consumers, giving up soon while the meta leader is elected */
+  private scanJs: JetStreamClient | null = null;
   private js: JetStreamClient | null = null;
   private nc: NatsConnection | null = null;
   /** the connection the stream-deletion advisories are watched on */
@@ -33,6 +42,8 @@ export class MailboxStore implements MailboxStoreApi, SharedReads {
   readonly cursorStream: string;
   /** one stream holds every user's messages: many catch-ups share one read of it */
   readonly shared: SharedReads = this;
+  /** why the streams cannot be placed as configured (replicas, storage), until they can */
+  private refused: string | null = null;
 
   constructor(
     readonly config: MailboxConfig,
@@ -43,11 +54,27 @@ export class MailboxStore implements MailboxStoreApi, SharedReads {
 
   /** Creates or updates both streams on a (new) connection; throws with a clear reason. */
   async attach(nc: NatsConnection): Promise<void> {
+    try {
+      await this.makeStreams(nc);
+      this.refused = null;
+    } catch (err) {
+      if (err instanceof PlacementRefused) this.refused = err.message;
+      throw err;
+    }
+  }
+
+  /** What keeps the mailbox from working as configured, for /readyz; null when nothing does. */
+  refusal(): string | null {
+    return this.refused;
+  }
+
+  private async makeStreams(nc: NatsConnection): Promise<void> {
     const jsm = await jetstreamManager(nc, { timeout: API_TIMEOUT_MS }).catch((err) => {
       throw new Error(`JetStream is not available on this NATS server (start nats-server with -js, or set WSGATE_MAILBOX=off): ${err}`);
     });
     const c = this.config;
-    await ensureMailbox(jsm, this.subjects.mailboxStarting(c.stream), {
+    const js = jetstream(nc, { timeout: API_TIMEOUT_MS });
+    await ensureMailbox(jsm, js, this.subjects.mailboxStarting(c.stream), {
       name: c.stream,
       subjects: [this.subjects.recvAll],
       retention: "limits",
@@ -59,7 +86,7 @@ export class MailboxStore implements MailboxStoreApi, SharedReads {
       max_bytes: c.maxBytes,
       allow_direct: true,
       republish: { src: this.subjects.recvAll, dest: this.subjects.liveAll },
-    });
+    }).catch((err) => explainPlacement(err, c, nc));
     await upsert(jsm, {
       name: this.cursorStream,
       subjects: [this.subjects.cursorAll],
@@ -72,9 +99,11 @@ export class MailboxStore implements MailboxStoreApi, SharedReads {
       max_age: 2 * c.maxAgeS * NS_PER_S,
       max_msgs_per_subject: 1,
       allow_direct: true,
-    });
+    }).catch((err) => explainPlacement(err, c, nc));
     this.jsm = jsm;
-    this.js = jetstream(nc, { timeout: API_TIMEOUT_MS });
+    this.quickApi = await jetstreamManager(nc, { timeout: ASK_AGAIN_MS, checkAPI: false });
+    this.scanJs = c.replicas > 1 ? jetstream(nc, { timeout: SCAN_START_MS }) : null;
+    this.js = js;
     this.nc = nc;
     if (this.watching !== nc) {
       this.watching = nc;
@@ -106,7 +135,7 @@ export class MailboxStore implements MailboxStoreApi, SharedReads {
 
   /** Last stream sequence delivered to the user, 0 when none was recorded. */
   async loadCursor(svcUser: string): Promise<number> {
-    const m = await this.api().direct.getMessage(this.cursorStream, { last_by_subj: this.subjects.cursorAll.slice(0, -1) + svcUser });
+    const m = await this.direct((api) => api.direct.getMessage(this.cursorStream, { last_by_subj: this.subjects.cursorAll.slice(0, -1) + svcUser }));
     if (!m) return 0;
     const n = Number(decoder.decode(m.data));
     return Number.isSafeInteger(n) && n > 0 ? n : 0;
@@ -119,14 +148,57 @@ export class MailboxStore implements MailboxStoreApi, SharedReads {
 
   /** The user's first kept message at or after `fromSeq`, or null when there is none. */
   async next(svcUser: string, fromSeq: number): Promise<StoredMessage | null> {
-    const m: StoredMsg | null = await this.api().direct.getMessage(this.config.stream, { seq: fromSeq, next_by_subj: this.subjects.recvAll.slice(0, -1) + svcUser });
+    const m = await this.nextStored(svcUser, fromSeq);
     return m && { seq: m.seq, data: m.data, hint: parseFrameHint(m.header?.get(HEADER.frame)) };
+  }
+
+  private async nextStored(svcUser: string, fromSeq: number): Promise<StoredMsg | null> {
+    const query = { seq: fromSeq, next_by_subj: this.subjects.recvAll.slice(0, -1) + svcUser };
+    const m = await this.direct((api) => api.direct.getMessage(this.config.stream, query));
+    if (m || this.config.replicas === 1) return m;
+    // Any replica answers a direct get, and a follower may not have applied the newest
+    // messages yet (it holds a prefix of the stream, so a message it returns is the right
+    // one). Its "none" could be a message just stored and already sent live, which the
+    // catch-up would then skip as dropped by the limits: the leader has the last word. Its
+    // user's last message is a lookup, not a scan, and nearly always settles it.
+    const last = await this.askAgain((api) => api.streams.getMessage(this.config.stream, { last_by_subj: query.next_by_subj }));
+    if (!last || last.seq < fromSeq) return null;
+    return this.askAgain((api) => api.streams.getMessage(this.config.stream, query));
   }
 
   /** First and last sequence the stream holds now. */
   async bounds(): Promise<{ first: number; last: number }> {
-    const { state } = await this.api().streams.info(this.config.stream);
+    const { state } = await this.askAgain((api) => api.streams.info(this.config.stream));
     return { first: state.first_seq, last: state.last_seq };
+  }
+
+  /**
+   * A direct get: any replica answers it. On a cluster just after a server loss a request can
+   * go unanswered (sent while the client was moving to another server), so there it is
+   * asked again like a leader's question; on one server one patient attempt keeps a loaded
+   * server's queue from being filled twice.
+   */
+  private direct<T>(ask: (api: JetStreamManager) => Promise<T>): Promise<T> {
+    return this.config.replicas > 1 ? this.askAgain(ask) : ask(this.api());
+  }
+
+  /**
+   * A question only the stream leader answers. One sent while the stream has no leader (4-8 s
+   * after its server died) is never answered, even once a leader is elected, so it is asked
+   * again every ASK_AGAIN_MS, up to the usual API timeout: the answer comes right after the
+   * election instead of a full timeout later (measured: catch-ups 5-17 s slower).
+   */
+  private async askAgain<T>(ask: (api: JetStreamManager) => Promise<T>): Promise<T> {
+    const api = this.quickApi;
+    if (!api) throw new Error("mailbox streams are not ready");
+    const until = Date.now() + API_TIMEOUT_MS;
+    for (;;) {
+      try {
+        return await ask(api);
+      } catch (err) {
+        if (!(err instanceof TimeoutError) || Date.now() >= until) throw err;
+      }
+    }
   }
 
   /**
@@ -137,11 +209,11 @@ export class MailboxStore implements MailboxStoreApi, SharedReads {
   async scan(from: number, to: number, each: (svcUser: string, data: Uint8Array, hint: FrameHint, seq: number) => void): Promise<number> {
     if (!this.js) throw new Error("mailbox streams are not ready");
     const prefix = this.subjects.recvAll.length - 1;
-    const consumer = await this.js.consumers.get(this.config.stream, {
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: from,
-      inactive_threshold: 30_000,
-    });
+    const consumer = await (this.scanJs ?? this.js).consumers
+      .get(this.config.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from, inactive_threshold: 30_000 })
+      .catch((err) => {
+        throw new ScanUnavailable(`no consumer for a shared read: ${err}`);
+      });
     let read = 0;
     let stalled = false;
     try {
@@ -180,42 +252,11 @@ export class MailboxStore implements MailboxStoreApi, SharedReads {
 }
 
 /**
- * Creates the mailbox stream or updates it. A new stream starts its sequence at the
- * microsecond it was created, above any sequence an earlier stream of that name gave out
- * (short of one storing over a million messages a second for its whole life): clients and
- * cursors that still hold such a sequence get everything the new stream keeps, instead of
- * skipping its first messages as already seen. The stream is created on a placeholder
- * subject so nothing is stored before its sequence is set; a node that dies in between
- * leaves it in that state, and the next one finishes the job.
+ * A shared read could not start: making a consumer needs the JetStream meta leader, which a
+ * cluster is still electing for seconds after losing its server. Per-user reads (direct gets,
+ * the stream leader) do not need it.
  */
-async function ensureMailbox(jsm: JetStreamManager, placeholder: string, cfg: Record<string, unknown> & { name: string; subjects: string[] }) {
-  let info = await jsm.streams.info(cfg.name).catch(() => null);
-  if (!info) info = await jsm.streams.add({ ...cfg, subjects: [placeholder] } as never);
-  if (!info.config.subjects?.includes(cfg.subjects[0]) && info.state.last_seq === 0) {
-    // Nodes racing here all derive the same start from the stream's creation time.
-    await jsm.streams.purge(cfg.name, { seq: createdMicros(info.created) });
-  }
-  await jsm.streams.update(cfg.name, cfg as never);
-}
-
-/** The stream's creation time (RFC 3339 with nanoseconds) in microseconds since the epoch. */
-export function createdMicros(created: string): number {
-  const m = /^(.*?)(?:\.(\d+))?Z$/.exec(created);
-  const ms = m ? Date.parse(`${m[1]}Z`) : NaN;
-  if (!Number.isFinite(ms) || ms <= 0) throw new Error(`mailbox stream has an unreadable creation time: ${created}`);
-  return ms * 1000 + Number((m![2] ?? "").padEnd(6, "0").slice(0, 6));
-}
-
-async function upsert(jsm: JetStreamManager, cfg: Record<string, unknown>) {
-  const name = cfg.name as string;
-  try {
-    await jsm.streams.info(name);
-  } catch {
-    await jsm.streams.add(cfg as never);
-    return;
-  }
-  await jsm.streams.update(name, cfg as never);
-}
+export class ScanUnavailable extends Error {}
 
 /** Bounds concurrent catch-ups so a reconnect storm cannot flood the JetStream API. */
 export class Limiter {

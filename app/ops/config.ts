@@ -165,6 +165,7 @@ const EnvSchema = v.object({
   WSGATE_REQUEST_TIMEOUT_MS: int("WSGATE_REQUEST_TIMEOUT_MS", 1, 600_000, 30_000),
   WSGATE_MAX_CALLS_PER_CONN: int("WSGATE_MAX_CALLS_PER_CONN", 1, 100_000, 64),
   WSGATE_MAX_REQUESTS_PER_CONN: int("WSGATE_MAX_REQUESTS_PER_CONN", 1, 100_000, 64),
+  WSGATE_EVENTS: v.optional(v.picklist(["on", "off"], "WSGATE_EVENTS must be on or off"), "on"),
   WSGATE_LOG_LEVEL: v.optional(v.picklist(["debug", "info", "warn", "error"], "WSGATE_LOG_LEVEL must be one of debug, info, warn, error"), "info"),
 });
 
@@ -195,6 +196,8 @@ export type Config = SecurityConfig & {
   idleTimeoutS: number;
   drainTimeoutMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** lifecycle events (connect, disconnect, online, offline) on <prefix>.events.<svc>.<user> */
+  events: boolean;
   /** durable per-user mailbox on JetStream or Redis Streams; not with the embedded broker */
   mailbox: MailboxConfig | null;
   /** request/reply through the wsgate.v1 envelope */
@@ -304,6 +307,7 @@ function toConfig(e: Env): Config {
     idleTimeoutS: e.WSGATE_IDLE_TIMEOUT_S,
     drainTimeoutMs: e.WSGATE_DRAIN_TIMEOUT_MS,
     logLevel: e.WSGATE_LOG_LEVEL,
+    events: e.WSGATE_EVENTS === "on",
     mailbox:
       (e.NATS_URL || e.REDIS_URL) && e.WSGATE_MAILBOX === "on"
         ? {

@@ -4,11 +4,14 @@
 //
 // Benchmarks (--only names), in the order they run, and their defaults (about 9 minutes in all):
 //   memory          idle memory per connection on Bun vs bare Bun.serve (--conns 10000, --repeat 3)
-//   fanout          NATS → clients fan-out vs a bare Bun server fed from NATS (--fanout-conns 10000, --duration 10)
+//   fanout          NATS → clients fan-out vs a bare Bun server fed from NATS, and the gateway on a three-server
+//                   cluster with replicas 3 (--fanout-conns 10000, --duration 10)
 //   node-memory     idle memory on Node-uWS vs a bare uWS.js server (--node-conns 10000, --node-repeat 1)
 //   mailbox-steady  per-user steady cost, mailbox on vs off (--steady-users 19000)
 //   mailbox-storm   reconnect storm of users with a mailbox backlog vs the same storm with the
-//                   mailbox off (--storm-users 10000, --storm-backlog 20)
+//                   mailbox off, and on a three-server cluster with replicas 3 (--storm-users 10000, --storm-backlog 20)
+//   failover        a NATS server killed (-9) under a steady delivery: the pause per user, the
+//                   stream's leaderless time, JetStream store rate 1 server vs 3 (200 users, ~45 s)
 //   setup           upgrades per second and a reconnect storm vs bare Bun.serve (--setup-conns 10000)
 //   inbound         clients → NATS vs a bare Bun server publishing to NATS (--inbound-conns 1000, --inbound-duration 5)
 //   groups          one group of 10,000 members vs bare Bun.serve publishing to one native topic;
@@ -30,13 +33,14 @@ import { MEMORY_TARGETS, NODE_MEMORY_TARGETS, runIdleMemory } from "./idle-memor
 import { INBOUND_TARGETS, runInbound } from "./inbound.ts";
 import { runMailboxSteady, STEADY_TARGETS } from "./mailbox-steady.ts";
 import { runMailboxStorm, STORM_TARGETS } from "./mailbox-storm.ts";
+import { runFailover } from "./failover.ts";
 import { runSetup, SETUP_DEFAULT_TARGETS } from "./setup.ts";
 import { printSummary } from "./summary.ts";
 import { runWorkers, WORKERS_TARGETS } from "./workers.ts";
 import { runGroups } from "./groups.ts";
 import { argInt, installCleanup, log, ROOT, runDir } from "./lib.ts";
 
-const NAMES = ["memory", "fanout", "node-memory", "mailbox-steady", "mailbox-storm", "setup", "inbound", "groups", "workers", "redis"] as const;
+const NAMES = ["memory", "fanout", "node-memory", "mailbox-steady", "mailbox-storm", "failover", "setup", "inbound", "groups", "workers", "redis"] as const;
 type Name = (typeof NAMES)[number];
 
 const { values: v } = parseArgs({
@@ -137,6 +141,7 @@ await step("mailbox-storm", () =>
     targets: [...STORM_TARGETS],
   }),
 );
+await step("failover", () => runFailover({ users: 200, intervalMs: 100, steadyS: 5, window: 256, runs: 1 }));
 await step("setup", () =>
   runSetup({
     conns: argInt(v["setup-conns"], "setup-conns", 1, 19_000, 10_000),

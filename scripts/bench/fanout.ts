@@ -23,6 +23,9 @@
 //                 row differs a lot from the one above.
 //   wsgate-nomb   the gateway with WSGATE_MAILBOX=off: core NATS subscriptions only
 //   ref-bun-nats  bare Bun.serve + one plain nats.js subscription per user, forwarding data
+//   wsgate-r3     the gateway as "wsgate" on a three-server cluster of its own (scripts/nats-cluster.ts)
+//                 with WSGATE_MAILBOX_REPLICAS=3: every message stored on three servers; "nats cores"
+//                 are the three servers' together
 //   ref-bun-js    the same reference fed through JetStream: its users' subjects are captured by a
 //                 stream created with the gateway's own mailbox code and defaults (file storage,
 //                 limits, RePublish), and it subscribes to the republished <prefix>.live.<svc>.<user>.
@@ -41,12 +44,13 @@ import {
   argInt, cpuSeconds, treeCpuSeconds, fmt, installCleanup, Loadgen, log, machineBusySeconds, median, type Nats, runDir, runPublisher,
   purgeStream, ratio, warnIfBusy, type Server, sleep, startGateway, startNats, startNodeGatewayWith, startRef, table, waitCatchups, waitMetrics,
 } from "./lib.ts";
+import { natsPids, startClusterNats } from "./cluster.ts";
 import { loadConfig } from "../../app/ops/config.ts";
 import { MailboxStore } from "../../app/mailbox/store.ts";
 import { subjects } from "../../app/core/subjects.ts";
 
 /** What `npm run bench` runs. */
-export const FANOUT_TARGETS = ["wsgate", "wsgate-mbfull", "wsgate-nomb", "ref-bun-nats", "ref-bun-js"] as const;
+export const FANOUT_TARGETS = ["wsgate", "wsgate-mbfull", "wsgate-nomb", "ref-bun-nats", "ref-bun-js", "wsgate-r3"] as const;
 /** Also known, run only when named in --targets. */
 export const NODE_FANOUT_TARGETS = ["wsgate-node", "wsgate-node-v8", "wsgate-node-nomb", "wsgate-node-nomb-v8"] as const;
 const ALL_TARGETS = [...FANOUT_TARGETS, ...NODE_FANOUT_TARGETS] as const;
@@ -73,13 +77,15 @@ const LABEL: Record<Target, string> = {
   "wsgate-nomb": "wsgate (mailbox off)",
   "ref-bun-nats": "ref: Bun.serve + nats.js sub/user",
   "ref-bun-js": "ref: the same, fed through a JetStream stream",
+  "wsgate-r3": "wsgate (mailbox on, 3 servers, replicas 3)",
   "wsgate-node": `wsgate Node-uWS (mailbox on, ${SEMI_SPACE_FLAG})`,
   "wsgate-node-v8": "wsgate Node-uWS (mailbox on, V8 default)",
   "wsgate-node-nomb": `wsgate Node-uWS (mailbox off, ${SEMI_SPACE_FLAG})`,
   "wsgate-node-nomb-v8": "wsgate Node-uWS (mailbox off, V8 default)",
 };
 
-type Side = { target: Target; server: Server; lg: Loadgen; prefix: string; svc: string; purge: string | null };
+/** `nats`: the shared server, or the target's own three-server cluster (wsgate-r3), stopped with it */
+type Side = { target: Target; server: Server; lg: Loadgen; prefix: string; svc: string; purge: string | null; nats: Nats; ownNats: boolean };
 
 type PhaseRun = {
   target: Target;
@@ -107,10 +113,14 @@ const WATCH = [
   "wsgate_broker_reconnects_total",
 ];
 
-async function startSide(t: Target, nats: Nats, o: FanoutOptions): Promise<Side> {
+async function startSide(t: Target, shared: Nats, o: FanoutOptions): Promise<Side> {
   let server: Server, prefix: string, svc: string;
   let purge: string | null = null;
-  if (t === "wsgate") {
+  const nats = t === "wsgate-r3" ? await startClusterNats() : shared;
+  if (t === "wsgate-r3") {
+    [prefix, svc, purge] = ["ws", "gw", "WSGATE"];
+    server = await startGateway(t, nats.url, { WSGATE_MAILBOX_STREAM: purge, WSGATE_MAILBOX_REPLICAS: "3" });
+  } else if (t === "wsgate") {
     [prefix, svc, purge] = ["ws", "gw", "WSGATE"];
     server = await startGateway(t, nats.url, { WSGATE_MAILBOX_STREAM: purge });
   } else if (t === "wsgate-mbfull") {
@@ -151,13 +161,13 @@ async function startSide(t: Target, nats: Nats, o: FanoutOptions): Promise<Side>
   await waitCatchups(server, ready.open);
   log(`  ${t}: ${ready.open}/${o.conns} connected in ${(ready.ms / 1000).toFixed(1)} s, ${subs - subs0} new NATS subscriptions`);
   lg.phase("idle");
-  return { target: t, server, lg, prefix, svc, purge };
+  return { target: t, server, lg, prefix, svc, purge, nats, ownNats: nats !== shared };
 }
 
 /** A mailbox stream exactly as the gateway makes it (its own code, its defaults), on other subjects. */
 async function createMailboxStream(natsUrl: string, prefix: string, stream: string) {
   const config = loadConfig({ NATS_URL: natsUrl, WSGATE_SUBJECT_PREFIX: prefix, WSGATE_MAILBOX_STREAM: stream });
-  const nc = await connect({ servers: natsUrl, name: "wsgate-bench-admin" });
+  const nc = await connect({ servers: natsUrl.split(","), name: "wsgate-bench-admin" });
   try {
     await new MailboxStore(config.mailbox!, subjects(prefix)).attach(nc);
   } finally {
@@ -165,13 +175,15 @@ async function createMailboxStream(natsUrl: string, prefix: string, stream: stri
   }
 }
 
-async function drive(side: Side, nats: Nats, o: FanoutOptions, phase: string, pubArgs: string[]): Promise<PhaseRun> {
+async function drive(side: Side, o: FanoutOptions, phase: string, pubArgs: string[]): Promise<PhaseRun> {
   const s = side.server;
+  const nats = side.nats;
+  const natsCpu = () => natsPids(nats).reduce((a, p) => a + cpuSeconds(p), 0);
   if (side.purge) await purgeStream(nats.url, side.purge);
   const m0 = await s.metrics();
   side.lg.phase(phase);
   await sleep(100);
-  const c0 = { srv: cpuSeconds(s.pid), nats: cpuSeconds(nats.pid), lg: treeCpuSeconds(side.lg.pid), all: machineBusySeconds(), t: performance.now() };
+  const c0 = { srv: cpuSeconds(s.pid), nats: natsCpu(), lg: treeCpuSeconds(side.lg.pid), all: machineBusySeconds(), t: performance.now() };
   const stride = Math.max(1, Math.floor(o.conns / o.users));
   const outKey = "wsgate_messages_out_total";
   const pub = await runPublisher(`${side.target}-${phase}-publisher`, [
@@ -181,7 +193,7 @@ async function drive(side: Side, nats: Nats, o: FanoutOptions, phase: string, pu
   ], (o.duration + 90) * 1000);
   const secs = (performance.now() - c0.t) / 1000;
   const out1 = (await s.metrics())[outKey] ?? NaN;
-  const c1 = { srv: cpuSeconds(s.pid), nats: cpuSeconds(nats.pid), lg: treeCpuSeconds(side.lg.pid), all: machineBusySeconds() };
+  const c1 = { srv: cpuSeconds(s.pid), nats: natsCpu(), lg: treeCpuSeconds(side.lg.pid), all: machineBusySeconds() };
   await sleep(300); // the last frames reach the clients
   side.lg.phase("idle");
   const m1 = await s.metrics();
@@ -218,12 +230,12 @@ export async function runFanout(o: FanoutOptions) {
     for (const side of sides) {
       if (side.target !== "wsgate-mbfull") continue;
       // 20 messages per published-to user: past the cap of 10, so every later message evicts one
-      const fill = await drive(side, nats, { ...o, duration: 4 }, "prefill", ["--mode", "rate", "--rate", String(Math.ceil((Math.min(o.users, o.conns) * 20) / 4)), "--window", "20000"]);
+      const fill = await drive(side, { ...o, duration: 4 }, "prefill", ["--mode", "rate", "--rate", String(Math.ceil((Math.min(o.users, o.conns) * 20) / 4)), "--window", "20000"]);
       log(`  ${side.target}: mailboxes filled (${fmt(fill.published)} messages)`);
     }
     for (let r = 1; r <= o.repeat; r++) {
       for (const side of sides) {
-        const run = await drive(side, nats, o, `max${r}`, ["--mode", "max", "--window", "20000"]);
+        const run = await drive(side, o, `max${r}`, ["--mode", "max", "--window", "20000"]);
         runs.push(run);
         log(`  ${side.target} max run ${r}: published ${fmt(run.pubRate)}/s, server sent ${fmt(run.srvRate)}/s (${run.stalls} window stalls); ${cpuText(run)}` + notesText(run.notes));
       }
@@ -237,13 +249,16 @@ export async function runFanout(o: FanoutOptions) {
       const rate = Math.min(latRate, Math.max(100, Math.round(ownMax / 2 / 100) * 100));
       latRates.set(side.target, rate);
       if (rate < latRate) log(`  ${side.target}: its max (${fmt(ownMax)}/s) is below ${fmt(latRate * 2)}/s: latency run at half of its own max, ${fmt(rate)}/s`);
-      const run = await drive(side, nats, o, "latency", ["--mode", "rate", "--rate", String(rate), "--window", String(Math.max(20000, rate * 2))]);
+      const run = await drive(side, o, "latency", ["--mode", "rate", "--rate", String(rate), "--window", String(Math.max(20000, rate * 2))]);
       runs.push(run);
       log(`  ${side.target} latency run: published ${fmt(run.pubRate)}/s (${run.stalls} stalls); ${cpuText(run)}` + notesText(run.notes));
     }
     for (const side of sides) summaries.set(side.target, await side.lg.stop());
   } finally {
-    for (const side of sides) await side.server.stop();
+    for (const side of sides) {
+      await side.server.stop();
+      if (side.ownNats) await side.nats.stop();
+    }
     await nats.stop();
   }
 

@@ -22,6 +22,8 @@
 //               WSGATE_MAILBOX_CATCHUP_CONCURRENCY 128)
 //   nomailbox   reference: the same gateway with WSGATE_MAILBOX=off and no backlog: the same
 //               storm of connects, so what the catch-up adds is the difference
+//   mailbox-r3  the mailbox target on a three-server cluster (scripts/nats-cluster.ts) with
+//               WSGATE_MAILBOX_REPLICAS=3: nats CPU and peak RSS are the three servers' sums
 //
 // --concurrency 1000 handshakes in flight per client process (2 processes) is more than the
 // server's listen backlog, as in a real storm: some SYNs are dropped and retried after 1 s, which
@@ -41,8 +43,9 @@ import {
   argInt, fmt, installCleanup, Loadgen, log, machineBusySeconds, MiB, publishToUsers, ratio, ResourceWatch, rssBytes, runDir,
   type Server, sleep, startGateway, startNats, streamMessages, table, users as userNames, waitCatchups, waitMetrics, warnIfBusy,
 } from "./lib.ts";
+import { natsPids, startClusterNats } from "./cluster.ts";
 
-export const STORM_TARGETS = ["mailbox", "nomailbox"] as const;
+export const STORM_TARGETS = ["mailbox", "nomailbox", "mailbox-r3"] as const;
 type Target = (typeof STORM_TARGETS)[number];
 export type StormOptions = { users: number; backlog: number; size: number; workers: number; concurrency: number; timeoutS: number; targets: Target[] };
 
@@ -50,6 +53,7 @@ const SVC = "mb";
 const LABEL: Record<Target, string> = {
   mailbox: "wsgate, mailbox on, backlog waiting",
   nomailbox: "ref: wsgate, mailbox off, no backlog",
+  "mailbox-r3": "wsgate, mailbox on, 3 servers, replicas 3",
 };
 
 type StormRun = {
@@ -90,11 +94,12 @@ const WATCH = [
 ];
 
 async function once(t: Target, o: StormOptions): Promise<StormRun> {
-  const mailbox = t === "mailbox";
-  const nats = await startNats();
+  const mailbox = t !== "nomailbox";
+  const nats = t === "mailbox-r3" ? await startClusterNats() : await startNats();
   let gw: Server | null = null;
   try {
-    gw = await startGateway(`storm-${t}`, nats.url, mailbox ? { WSGATE_LOG_LEVEL: process.env.WSGATE_LOG_LEVEL ?? "info" } : { WSGATE_MAILBOX: "off" });
+    const env: Record<string, string> = mailbox ? { WSGATE_LOG_LEVEL: process.env.WSGATE_LOG_LEVEL ?? "info", ...(t === "mailbox-r3" ? { WSGATE_MAILBOX_REPLICAS: "3" } : {}) } : { WSGATE_MAILBOX: "off" };
+    gw = await startGateway(`storm-${t}`, nats.url, env);
     const lgArgs = (extra: string[]) => [
       "--url", gw!.wsUrl, "-n", String(o.users), "-w", String(o.workers), "--mode", "recv", "--svc", SVC, "--concurrency", String(o.concurrency), "-q", ...extra,
     ];
@@ -130,9 +135,9 @@ async function once(t: Target, o: StormOptions): Promise<StormRun> {
     // 3. storm
     const m0 = await gw.metrics();
     const rssGw0 = gw.rss();
-    const rssNats0 = rssBytes(nats.pid);
+    const rssNats0 = natsPids(nats).reduce((a, p) => a + rssBytes(p), 0);
     const gwW = new ResourceWatch(gw.pids);
-    const natsW = new ResourceWatch([nats.pid]);
+    const natsW = new ResourceWatch(natsPids(nats));
     const mc0 = machineBusySeconds();
     const storm = Loadgen.start(
       `storm-${t}-storm`,
@@ -195,7 +200,7 @@ export async function runMailboxStorm(o: StormOptions) {
     const errs = Object.entries(r.errors).map(([k, v]) => `${k}=${v}`).join(" ");
     log(
       `  ${t}: ${fmt(r.opened)}/${fmt(r.users)} open, all connected ${fmt(r.allOpenMs)} ms` +
-        (r.target === "mailbox" ? `, all backlogs delivered ${fmt(r.allDeliveredMs)} ms (${fmt(r.reached)} users reached ${o.backlog}; ${fmt(r.received)}/${fmt(r.expected)} messages)` : "") +
+        (r.target !== "nomailbox" ? `, all backlogs delivered ${fmt(r.allDeliveredMs)} ms (${fmt(r.reached)} users reached ${o.backlog}; ${fmt(r.received)}/${fmt(r.expected)} messages)` : "") +
         `; gateway ${r.gw.cpuS.toFixed(2)} CPU s, peak ${fmt(r.gw.peakRss / MiB, 1)} MiB; nats-server ${r.nats.cpuS.toFixed(2)} CPU s, peak ${fmt(r.nats.peakRss / MiB, 1)} MiB` +
         `; server counters ${JSON.stringify(r.server)}` +
         (errs ? `; client errors: ${errs}` : ""),
@@ -207,7 +212,7 @@ export async function runMailboxStorm(o: StormOptions) {
     LABEL[r.target],
     `${fmt(r.opened)}/${fmt(r.users)}`,
     fmt(r.allOpenMs),
-    r.target === "mailbox" ? (r.allDeliveredMs !== null ? fmt(r.allDeliveredMs) : `> ${fmt(r.stoppedAfterMs)} (${fmt(r.reached)} users)`) : fmt(r.allOpenMs),
+    r.target !== "nomailbox" ? (r.allDeliveredMs !== null ? fmt(r.allDeliveredMs) : `> ${fmt(r.stoppedAfterMs)} (${fmt(r.reached)} users)`) : fmt(r.allOpenMs),
     r.catchupMs ? fmt(r.catchupMs.p50, 1) : fmt(r.handshakeMs.p50, 1),
     r.catchupMs ? fmt(r.catchupMs.p99, 1) : fmt(r.handshakeMs.p99, 1),
     `${fmt(r.handshakeMs.p50, 1)} / ${fmt(r.handshakeMs.p99, 1)}`,
@@ -215,7 +220,7 @@ export async function runMailboxStorm(o: StormOptions) {
     fmt(r.gw.peakRss / MiB, 1),
     fmt(r.nats.cpuS, 2),
     fmt(r.nats.peakRss / MiB, 1),
-    r.target === "mailbox" ? `${fmt(r.received)}/${fmt(r.expected)}` : "-",
+    r.target !== "nomailbox" ? `${fmt(r.received)}/${fmt(r.expected)}` : "-",
   ];
   const rows = runs.map(row);
   if (on && off) {
@@ -231,6 +236,23 @@ export async function runMailboxStorm(o: StormOptions) {
       ratio(on.gw.peakRss, off.gw.peakRss),
       ratio(on.nats.cpuS, off.nats.cpuS),
       ratio(on.nats.peakRss, off.nats.peakRss),
+      "",
+    ]);
+  }
+  const r3 = runs.find((r) => r.target === "mailbox-r3");
+  if (on && r3) {
+    rows.push([
+      "ratio 3 servers / 1",
+      "",
+      ratio(r3.allOpenMs ?? NaN, on.allOpenMs ?? NaN),
+      ratio(r3.allDeliveredMs ?? NaN, on.allDeliveredMs ?? NaN),
+      ratio(r3.catchupMs?.p50 ?? NaN, on.catchupMs?.p50 ?? NaN),
+      ratio(r3.catchupMs?.p99 ?? NaN, on.catchupMs?.p99 ?? NaN),
+      "",
+      ratio(r3.gw.cpuS, on.gw.cpuS),
+      ratio(r3.gw.peakRss, on.gw.peakRss),
+      ratio(r3.nats.cpuS, on.nats.cpuS),
+      ratio(r3.nats.peakRss, on.nats.peakRss),
       "",
     ]);
   }

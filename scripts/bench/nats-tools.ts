@@ -6,7 +6,7 @@ import { type Nats, sleep } from "./base.ts";
 export async function purgeStream(natsUrl: string, stream: string): Promise<number> {
   const { connect } = await import("@nats-io/transport-node");
   const { jetstreamManager } = await import("@nats-io/jetstream");
-  const nc = await connect({ servers: natsUrl, name: "wsgate-bench-admin" });
+  const nc = await connect({ servers: natsUrl.split(","), name: "wsgate-bench-admin" });
   try {
     const jsm = await jetstreamManager(nc);
     const r = await jsm.streams.purge(stream);
@@ -28,7 +28,7 @@ export async function publishToUsers(
 ): Promise<{ published: number; stored: number; seconds: number }> {
   const { connect } = await import("@nats-io/transport-node");
   const { jetstreamManager } = await import("@nats-io/jetstream");
-  const nc = await connect({ servers: natsUrl, name: "wsgate-bench-backlog" });
+  const nc = await connect({ servers: natsUrl.split(","), name: "wsgate-bench-backlog" });
   const t0 = performance.now();
   try {
     const jsm = o.stream ? await jetstreamManager(nc) : null;
@@ -72,7 +72,7 @@ export async function natsVarz(nats: Nats): Promise<{ in_msgs: number; out_msgs:
 export async function streamMessages(natsUrl: string, stream: string): Promise<number> {
   const { connect } = await import("@nats-io/transport-node");
   const { jetstreamManager } = await import("@nats-io/jetstream");
-  const nc = await connect({ servers: natsUrl, name: "wsgate-bench-admin" });
+  const nc = await connect({ servers: natsUrl.split(","), name: "wsgate-bench-admin" });
   try {
     const jsm = await jetstreamManager(nc);
     return Number((await jsm.streams.info(stream)).state.messages);

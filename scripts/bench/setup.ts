@@ -29,14 +29,16 @@ import {
   startNats, startRef, table, treeCpuSeconds, waitCatchups, waitMetrics, warnIfBusy,
 } from "./lib.ts";
 
-export const SETUP_TARGETS = ["wsgate", "wsgate-nomb", "ref-bun"] as const;
-export const SETUP_DEFAULT_TARGETS = SETUP_TARGETS;
+export const SETUP_TARGETS = ["wsgate", "wsgate-nomb", "wsgate-nomb-noev", "wsgate-nomb-peer", "ref-bun"] as const;
+export const SETUP_DEFAULT_TARGETS = ["wsgate", "wsgate-nomb", "ref-bun"] as const;
 type Target = (typeof SETUP_TARGETS)[number];
 export type SetupOptions = { conns: number; workers: number; concurrency: number; jitter: number; hold: number; repeat: number; targets: Target[] };
 
 const LABEL: Record<Target, string> = {
   wsgate: "wsgate (NATS, mailbox on, empty)",
   "wsgate-nomb": "wsgate (NATS, mailbox off)",
+  "wsgate-nomb-noev": "wsgate (NATS, mailbox off, WSGATE_EVENTS=off)",
+  "wsgate-nomb-peer": "wsgate (NATS, mailbox off, events on, 1 idle peer node)",
   "ref-bun": "ref: bare Bun.serve",
 };
 
@@ -59,10 +61,14 @@ type Run = {
 
 function start(t: Target, nats: Nats): Promise<Server> {
   if (t === "ref-bun") return startRef("setup-ref-bun", "idle");
-  return startGateway(`setup-${t}`, nats.url, t === "wsgate-nomb" ? { WSGATE_MAILBOX: "off" } : {});
+  const env: Record<string, string> = t === "wsgate" ? {} : { WSGATE_MAILBOX: "off" };
+  if (t === "wsgate-nomb-noev") env.WSGATE_EVENTS = "off";
+  return startGateway(`setup-${t}`, nats.url, env);
 }
 
 async function once(t: Target, nats: Nats, o: SetupOptions, i: number): Promise<Run> {
+  // With a peer each user's first connection asks another node (the online check): the cluster cost of events.
+  const peer = t === "wsgate-nomb-peer" ? await startGateway(`setup-${t}-peer`, nats.url, { WSGATE_MAILBOX: "off" }) : null;
   const s = await start(t, nats);
   try {
     // warm-up: code paths compiled before the clock starts
@@ -111,6 +117,7 @@ async function once(t: Target, nats: Nats, o: SetupOptions, i: number): Promise<
     };
   } finally {
     await s.stop();
+    await peer?.stop();
   }
 }
 

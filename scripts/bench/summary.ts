@@ -30,6 +30,10 @@ export function summaryRows(r: any): Row[] {
       add("fan-out NATS → 10k", "max deliveries/s", f.wsgate.maxDeliveriesPerS, "the same ref fed through JetStream", f["ref-bun-js"].maxDeliveriesPerS);
       add("fan-out NATS → 10k", `p99 ms @ ${fmt(f.latencyRate)}/s`, f.wsgate.latencyMs?.p99, "the same ref fed through JetStream", f["ref-bun-js"].latencyMs?.p99);
     }
+    if (f["wsgate-r3"]) {
+      add("fan-out NATS → 10k, 3 servers R3", "max deliveries/s", f["wsgate-r3"].maxDeliveriesPerS, "1 server", f.wsgate.maxDeliveriesPerS);
+      add("fan-out NATS → 10k, 3 servers R3", `p99 ms @ ${fmt(f["wsgate-r3"].latencyRate)}/s`, f["wsgate-r3"].latencyMs?.p99, "1 server", f.wsgate.latencyMs?.p99);
+    }
   }
   const st = r["mailbox-steady"];
   if (st?.mailbox) {
@@ -43,6 +47,11 @@ export function summaryRows(r: any): Row[] {
     add(`mailbox storm, ${u} × ${s.mailbox.expected / s.mailbox.users}`, "per-user p99 ms (off: handshake)", s.mailbox.catchupMs?.p99, "mailbox off", s.nomailbox?.handshakeMs?.p99);
     add(`mailbox storm, ${u} × ${s.mailbox.expected / s.mailbox.users}`, "nats-server CPU s", s.mailbox.nats?.cpuS, "mailbox off", s.nomailbox?.nats?.cpuS);
     add(`mailbox storm, ${u} × ${s.mailbox.expected / s.mailbox.users}`, "gateway CPU s", s.mailbox.gw?.cpuS, "mailbox off", s.nomailbox?.gw?.cpuS);
+    const r3 = s["mailbox-r3"];
+    if (r3) {
+      add(`mailbox storm, ${u} × ${s.mailbox.expected / s.mailbox.users}, 3 servers R3`, "all delivered ms", r3.allDeliveredMs, "1 server", s.mailbox.allDeliveredMs);
+      add(`mailbox storm, ${u} × ${s.mailbox.expected / s.mailbox.users}, 3 servers R3`, "nats-server CPU s (3 summed)", r3.nats?.cpuS, "1 server", s.mailbox.nats?.cpuS);
+    }
   }
   const se = r.setup;
   if (se?.wsgate) {
@@ -55,6 +64,12 @@ export function summaryRows(r: any): Row[] {
     add("inbound 1k clients → NATS", "max msg/s", ib.wsgate.maxPerS, "Bun.serve + publish", ib["ref-bun-pub"]?.maxPerS);
     add("inbound 1k clients → NATS", `p99 ms @ ${fmt(ib.latencyRate)}/s`, ib.wsgate.latencyMs?.p99, "Bun.serve + publish", ib["ref-bun-pub"]?.latencyMs?.p99);
   }
+  const fo = r.failover;
+  const lead = fo?.r3?.kills?.find((k: any) => k.what === "stream leader");
+  if (lead) add("NATS server loss, 3 servers R3", "delivery pause p99 ms, leader killed", lead.pause.p99, "stream leaderless ms", lead.leaderlessMs);
+  const conn = fo?.r3?.kills?.find((k: any) => k.what !== "stream leader");
+  if (conn) add("NATS server loss, 3 servers R3", "delivery pause p99 ms, gateway's server killed", conn.pause.p99, "stream leaderless ms", conn.leaderlessMs);
+  if (fo?.r3 && fo?.r1) add("JetStream store rate", "stored/s, 3 servers R3", fo.r3.storeRate, "1 server", fo.r1.storeRate);
   const w = r.workers;
   if (w?.wsgate) add(`workers, ${fmt(w.wsgate.open)} conns / ${w.wsgate.processes} procs`, "total B/conn after GC", w.wsgate.bytesPerConnAfterGc, "bare Bun.serve × N", w["ref-bun"]?.bytesPerConnAfterGc);
   return rows;
