@@ -14,6 +14,7 @@ import { MailboxDelivery } from "./mailbox/delivery.ts";
 import { MailboxStore } from "./mailbox/store.ts";
 import { RedisMailboxStore } from "./mailbox/redis-store.ts";
 import { embeddedRoutes, routes } from "./http/routes.ts";
+import { mountAdmin } from "./admin/mount.ts";
 import { groupRoutes } from "./http/group-routes.ts";
 import { LoopTopics } from "./groups/fanout.ts";
 import { groupsFactory } from "./groups/setup.ts";
@@ -95,6 +96,7 @@ export function createGateway(config: Config, transport: Transport, secrets?: Se
   const embedded = gw.broker instanceof EmbeddedBroker ? gw.broker : null;
   if (embedded) embeddedRoutes(app, gw, embedded);
   clusterRoutes(app, gw.cluster!, embedded);
+  if (config.adminToken) mountAdmin(app, gw, config.adminToken, embedded);
   return { gw, app };
 }
 
@@ -120,6 +122,7 @@ export function logStart(gw: Gateway, listening: { host: string; port: number })
     openFilesLimit: gw.metrics.openFilesLimit,
     maxConnections: c.maxConnections,
     scheme: c.tlsCert ? "https/wss (TLS)" : "http/ws (no TLS)",
+    adminConsole: c.adminToken ? "on at /admin" : "off",
   });
   const sec = gw.security;
   log("info", "security", sec.describe());

@@ -16,12 +16,21 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "wsgate-bin-"));
   copyFileSync(join(ROOT, "dist", "wsgate"), join(dir, "wsgate"));
   Bun.spawnSync(["chmod", "+x", join(dir, "wsgate")]);
-  gw = await startGateway("bun", { cmd: [join(dir, "wsgate")] });
+  gw = await startGateway("bun", { cmd: [join(dir, "wsgate")], env: { WSGATE_ADMIN_TOKEN: "binary-admin-token-0123" } });
 });
 
 afterAll(async () => {
   await gw?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test("the compiled binary serves the admin console's page, script and chart library from inside itself", async () => {
+  expect(await (await fetch(`${gw.http}/admin`)).text()).toContain('action="/admin/signin"');
+  for (const [asset, size] of [["console.js", 5_000], ["uplot.js", 40_000], ["uplot.css", 1_000]] as const) {
+    const res = await fetch(`${gw.http}/admin/assets/${asset}`);
+    expect(res.status).toBe(200);
+    expect((await res.text()).length).toBeGreaterThan(size);
+  }
 });
 
 test("the compiled binary serves WebSockets and the publish API", async () => {

@@ -11,7 +11,7 @@ import { listenError } from "../shared/listen-error.ts";
 import { httpHandler, readRequest, refuse, reply, watch } from "./http-bridge.ts";
 import type { Data } from "./transport.ts";
 import type { UwsTopics } from "./topics.ts";
-import type { Uws } from "./uws.ts";
+import { corksAsyncUpgrades, type Uws } from "./uws.ts";
 
 type Ctx = Parameters<RuntimePieces<unknown>["listen"]>[0];
 /** Never sent: tells the upgrade handler that Hono admitted the connection. */
@@ -22,6 +22,7 @@ export async function listenNode(uWS: Uws, { config, secrets, gw, app }: Ctx, fd
   // the start-up has read both files, so uWS (which takes paths) will find them.
   const server: TemplatedApp = secrets.tls ? uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey }) : uWS.App();
   server.any("/*", httpHandler(app));
+  const cork = corksAsyncUpgrades(uWS);
   topics?.serving(server);
   const behavior = {
     // uWS cuts a frame over its own limit without a close frame (the client sees 1006), so it
@@ -43,7 +44,9 @@ export async function listenNode(uWS: Uws, { config, secrets, gw, app }: Ctx, fd
         if (response !== UPGRADED) return void reply(res, p, response);
         p.done = true;
         // The envelope selects wsgate.v1 alone; raw mode answers exactly as it always has.
-        res.cork(() => res.upgrade<Data>({ conn: conn! }, key, conn!.envelope ? SUBPROTOCOL : protocol, extensions, context));
+        const upgrade = () => res.upgrade<Data>({ conn: conn! }, key, conn!.envelope ? SUBPROTOCOL : protocol, extensions, context);
+        if (cork) res.cork(upgrade);
+        else upgrade();
       };
       try {
         const head = readRequest(req);

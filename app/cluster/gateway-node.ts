@@ -57,7 +57,7 @@ export class GatewayNode implements LocalNode {
   }
 
   connections(svc: string, user: string): ConnInfo[] {
-    return this.open(svc, user).map((c) => ({ id: this.connId(c), since: openedAt(c.id), envelope: c.envelope }));
+    return this.open(svc, user).map((c) => ({ id: this.connId(c), since: openedAt(c.id), envelope: c.envelope, framesIn: c.framesIn, framesOut: c.framesOut }));
   }
 
   /** Without building ConnInfo objects: the online/offline checks ask this for every user. */

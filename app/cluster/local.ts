@@ -11,6 +11,9 @@ export type ConnInfo = {
   since: number;
   /** the client chose the wsgate.v1 envelope */
   envelope: boolean;
+  /** frames received from and sent to the client so far (the admin console's user view) */
+  framesIn: number;
+  framesOut: number;
 };
 
 /** A close the cluster asks for: the code and reason the client sees. */

@@ -11,7 +11,7 @@ export const SERVICE_OP = "service";
 export const PAGE_DEFAULT = 100;
 export const PAGE_MAX = 1_000;
 
-export type PresenceConn = { conn: string; node: string; since: string; mode: "envelope" | "raw" };
+export type PresenceConn = { conn: string; node: string; since: string; mode: "envelope" | "raw"; framesIn: number; framesOut: number };
 
 export type UserPresence = { svc: string; user: string; online: boolean; connections: PresenceConn[]; missing: string[] };
 
@@ -38,7 +38,7 @@ export class Presence {
   /** USER_OP: this node's sockets of the user. */
   answerUser(svc: string, user: string): PresenceConn[] {
     const node = this.local.nodeId;
-    return this.local.connections(svc, user).map((c) => ({ conn: c.id, node, since: new Date(c.since).toISOString(), mode: c.envelope ? "envelope" : "raw" }));
+    return this.local.connections(svc, user).map((c) => ({ conn: c.id, node, since: new Date(c.since).toISOString(), mode: c.envelope ? "envelope" : "raw", framesIn: c.framesIn, framesOut: c.framesOut }));
   }
 
   /** SERVICE_OP: this node's counts and its first page after `after`. */

@@ -15,6 +15,7 @@ import { badIds, frameHeader, readBody } from "./input.ts";
 import { toBase64 } from "../envelope/frames.ts";
 import { SUBPROTOCOL } from "../../protocol/envelope.ts";
 import { requestRoutes } from "./rpc-routes.ts";
+import { mailboxRoutes } from "./mailbox-routes.ts";
 
 /** Per request, the adapter says how to upgrade on its runtime. */
 export type UpgradeEnv = {
@@ -112,6 +113,7 @@ export function routes(gw: Gateway): Hono<UpgradeEnv> {
     return id instanceof Promise ? id.then(finish) : finish(id);
   };
   requestRoutes(app, gw);
+  mailboxRoutes(app, gw);
 
   app.get("/ws", logRefusals(upgrade));
   app.get("/ws/*", logRefusals(upgrade));

@@ -24,6 +24,8 @@ export interface MailboxStoreApi {
   readonly shared: SharedReads | null;
   /** What keeps the store from working as configured (a replica count the cluster cannot hold), for /readyz; null when nothing does. */
   refusal?(): string | null;
+  /** What waits for a user past their cursor (`pending`) and what is kept in all (`stored`), for the admin console; absent where it cannot be counted cheaply. */
+  pending?(svcUser: string): Promise<{ pending: number; stored: number; cursor: number }>;
 }
 
 export interface SharedReads {

@@ -6,7 +6,7 @@
 //    when many wait at once, share one ordered read of the stream (catchup.ts);
 //  - how far delivery got is kept per user on `<prefix>.cursor.<svc>.<user>` in a
 //    second stream holding one message per subject (a KV bucket in all but name).
-import { DeliverPolicy, jetstream, type JetStreamClient, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, jetstream, type JetStreamClient, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { type NatsConnection, TimeoutError } from "@nats-io/transport-node";
 import { type FrameHint, HEADER, parseFrameHint } from "../broker/broker.ts";
 import type { MailboxConfig } from "../ops/config.ts";
@@ -150,6 +150,30 @@ export class MailboxStore implements MailboxStoreApi, SharedReads {
   async next(svcUser: string, fromSeq: number): Promise<StoredMessage | null> {
     const m = await this.nextStored(svcUser, fromSeq);
     return m && { seq: m.seq, data: m.data, hint: parseFrameHint(m.header?.get(HEADER.frame)) };
+  }
+
+  /**
+   * What waits for a user (the admin console): messages kept past their delivery cursor,
+   * counted by a throwaway consumer filtered on the user's subject (num_pending), which is
+   * deleted at once and expires by itself if that fails. `stored` counts delivered ones too.
+   */
+  async pending(svcUser: string): Promise<{ pending: number; stored: number; cursor: number }> {
+    const jsm = this.api();
+    const subject = this.subjects.recvAll.slice(0, -1) + svcUser;
+    const [cursor, info] = await Promise.all([this.loadCursor(svcUser), jsm.streams.info(this.config.stream, { subjects_filter: subject })]);
+    const stored = info.state.subjects?.[subject] ?? 0;
+    if (stored === 0) return { pending: 0, stored, cursor };
+    const consumer = await jsm.consumers.add(this.config.stream, {
+      filter_subject: subject,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: cursor + 1,
+      ack_policy: AckPolicy.None,
+      inactive_threshold: 10 * NS_PER_S,
+      mem_storage: true,
+      num_replicas: 1,
+    });
+    jsm.consumers.delete(this.config.stream, consumer.name).catch(() => {});
+    return { pending: consumer.num_pending, stored, cursor };
   }
 
   private async nextStored(svcUser: string, fromSeq: number): Promise<StoredMsg | null> {

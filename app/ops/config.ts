@@ -41,6 +41,7 @@ const SECURITY_ENV = {
     ),
   ),
   WSGATE_PUBLISH_TOKEN: v.optional(v.pipe(v.string(), v.minLength(16, "WSGATE_PUBLISH_TOKEN must be at least 16 characters"))),
+  WSGATE_ADMIN_TOKEN: v.optional(v.pipe(v.string(), v.minLength(16, "WSGATE_ADMIN_TOKEN must be at least 16 characters"))),
   WSGATE_MAX_MSGS_PER_SEC: int("WSGATE_MAX_MSGS_PER_SEC", 0, 1_000_000, 100),
   WSGATE_MSG_BURST: v.optional(int("WSGATE_MSG_BURST", 1, 10_000_000, 1)),
   WSGATE_MAX_CONNS_PER_USER: int("WSGATE_MAX_CONNS_PER_USER", 0, 1_000_000, 32),
@@ -64,6 +65,8 @@ export type SecurityConfig = {
   /** undefined: any Origin is accepted */
   allowedOrigins: string[] | undefined;
   publishToken: string | undefined;
+  /** turns on the admin console at /admin (app/admin); unset: /admin is 404 */
+  adminToken: string | undefined;
   /** per connection; 0 = unlimited */
   maxMsgsPerSec: number;
   msgBurst: number;
@@ -88,6 +91,7 @@ function securityConfig(e: v.InferOutput<v.ObjectSchema<typeof SECURITY_ENV, und
     jwtLeewayS: e.WSGATE_JWT_LEEWAY_S,
     allowedOrigins: e.WSGATE_ALLOWED_ORIGINS?.split(","),
     publishToken: e.WSGATE_PUBLISH_TOKEN,
+    adminToken: e.WSGATE_ADMIN_TOKEN,
     maxMsgsPerSec: e.WSGATE_MAX_MSGS_PER_SEC,
     msgBurst: e.WSGATE_MSG_BURST ?? Math.max(1, 2 * e.WSGATE_MAX_MSGS_PER_SEC),
     maxConnsPerUser: e.WSGATE_MAX_CONNS_PER_USER,

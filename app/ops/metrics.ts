@@ -70,6 +70,8 @@ export class Metrics {
   tokenExpired = 0;
   closeTimeouts = 0;
   serviceApiRefused = 0;
+  /** admin console sign-ins with a wrong token (app/admin) */
+  adminSigninFailures = 0;
   /** request/reply through the wsgate.v1 envelope (rpc.ts) */
   envelopeErrors = 0;
   requests: Record<RequestOutcome, number> = { answered: 0, client_error: 0, expired: 0, closed: 0, overloaded: 0 };
@@ -108,6 +110,7 @@ export class Metrics {
     put("wsgate_token_expired_total", "counter", "Connections closed (4001) when their token expired.", this.tokenExpired);
     put("wsgate_close_timeouts_total", "counter", "Closing sockets cut because the peer never finished the close handshake.", this.closeTimeouts);
     put("wsgate_service_api_refused_total", "counter", "Service API requests (publish, event stream) refused for a missing or wrong bearer token.", this.serviceApiRefused);
+    put("wsgate_admin_signin_failures_total", "counter", "Admin console sign-ins refused for a wrong token.", this.adminSigninFailures);
     put("wsgate_publish_errors_total", "counter", "Publishes to the broker that failed.", this.publishErrors);
     put("wsgate_broker_connected", "gauge", "1 while the broker connection is up.", this.brokerConnected);
     put("wsgate_broker_reconnects_total", "counter", "Broker reconnections after a loss.", this.brokerReconnects);

@@ -5,7 +5,7 @@ import type { HttpRequest, HttpResponse } from "@btc-vision/uwebsockets.js";
 import { httpHandler, MAX_BODY, readRequest, reply, watch } from "../../adapters/node/http-bridge.ts";
 import { sendStatus, uwsTransport, type WS } from "../../adapters/node/transport.ts";
 import { closeCode } from "../../adapters/shared/close-code.ts";
-import { loadUws } from "../../adapters/node/uws.ts";
+import { corksAsyncUpgrades, loadUws } from "../../adapters/node/uws.ts";
 
 describe("node transport", () => {
   test("uWS's send result maps to the gateway's: 1 sent, 0 queued behind backpressure, 2 dropped", () => {
@@ -166,6 +166,8 @@ describe("uWS build choice", () => {
       return older;
     });
     expect(fallback).toBe(older as never);
+    expect(corksAsyncUpgrades(fallback)).toBe(false);
+    expect(corksAsyncUpgrades(await loadUws(async () => ({ default: { App: "current" } })))).toBe(true);
     expect(tried).toEqual(["@btc-vision/uwebsockets.js", "uws-pack"]);
     const none = loadUws(async (name) => {
       throw new Error(`no build for ${name}`);
