@@ -166,7 +166,8 @@ for (const RUNTIME of RUNTIMES) describe(`cluster on ${RUNTIME}`, () => {
     await waitFor("both registered", async () => (await json(gws[2], "/v1/presence/ctl/u")).body.connections.length === 2);
     const r = await json(gws[2], "/v1/connections/ctl/u?mode=reconnect", { method: "DELETE" });
     expect(r.body).toMatchObject({ closed: 2, mode: "reconnect" });
-    await waitFor("both back", () => a.opens === 2 && b.opens === 2, 10_000);
+    // The id comes in the hello frame, just after the socket opens.
+    await waitFor("both back", () => a.opens === 2 && b.opens === 2 && a.client.connectionId !== null && b.client.connectionId !== null, 10_000);
     const one = await json(gws[2], `/v1/connections/ctl/u/${a.client.connectionId}?mode=terminal`, { method: "DELETE" });
     expect(one.body).toMatchObject({ closed: 1 });
     await waitFor("a closed for good", () => a.client.state === "closed");

@@ -26,6 +26,11 @@ for (const runtime of RUNTIMES) {
       nats = await startNats({ jetstream: true });
       nc = await connect({ servers: nats.url });
       nodes = await Promise.all([0, 1, 2].map(() => startGateway(runtime, { env: { NATS_URL: nats.url, ...ENV } })));
+      // Ready for sockets comes before the membership bucket is open (changes answer 503 until
+      // then): wait until each node takes a change.
+      for (const [i, node] of nodes.entries()) {
+        await waitFor(`${node.nodeId} membership store open`, async () => (await node.fetch(`/v1/groups/warm/up/members/w${i}`, { method: "PUT" })).status === 200, 30_000);
+      }
     });
 
     afterAll(async () => {

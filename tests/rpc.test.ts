@@ -257,7 +257,7 @@ for (const runtime of RUNTIMES) {
       const late = await elapsed(c.client.request("slow", "x", { timeout: 5_000 }));
       expect(late.error.code).toBe("timeout");
       expect(late.ms).toBeGreaterThanOrEqual(390); // WSGATE_CALL_TIMEOUT_MS=400
-      expect(late.ms).toBeLessThan(1_500);
+      expect(late.ms).toBeLessThan(4_000); // the configured 400 ms, not the 5 s the client asked for (slack for a loaded machine)
 
       const refused = await elapsed(c.client.request("picky", "abc"));
       expect(refused.error.code).toBe("bad_input");

@@ -1,6 +1,6 @@
 // The heart of the gateway: which sockets belong to which user, and the two message paths.
 //   client frame  → message()  → ClientPublisher.publish → broker.publish(<prefix>.send.<svc>.<user>)
-//   broker message → deliver() → fanOut() → every socket of that user, in memory
+//   broker message → deliver() → FanOut.toUser() (fanout.ts) → every socket of that user, in memory
 // A node holds one broker subscription per (svc, user) it serves, made on the user's first
 // connection and dropped with the last. The mailbox (mailbox/delivery.ts) and request/reply
 // (envelope/rpc.ts) hang off these paths through a few hooks.
@@ -14,17 +14,16 @@ import type { Security } from "../security/security.ts";
 import type { MailboxCore, MailboxDelivery } from "../mailbox/delivery.ts";
 import type { Groups, GroupsCore } from "../groups/groups.ts";
 import { noMailboxResume } from "../mailbox/delivery.ts";
-import { HOLD_MAX } from "../mailbox/replay.ts";
-import { helloFrame, messageFrame } from "../envelope/frames.ts";
+import { helloFrame } from "../envelope/frames.ts";
 import { Rpc } from "../envelope/rpc.ts";
-import { isUtf8 } from "../util/utf8.ts";
 import { Conn, logClose, type UserEntry } from "./conn.ts";
 import { Deadlines } from "./deadlines.ts";
-import { nodeFull, overBuffer, takeMessage, warnOpenFiles } from "./limits.ts";
+import { FanOut } from "./fanout.ts";
+import { nodeFull, takeMessage, warnOpenFiles } from "./limits.ts";
 import { ClientPublisher } from "./publish.ts";
 import type { Subjects } from "./subjects.ts";
 import type { Transport } from "./transport.ts";
-import { addConn, connAt, connCount, connsOf, removeConn, Users } from "./users.ts";
+import { addConn, connCount, connsOf, removeConn, Users } from "./users.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { connNumbers } from "../cluster/connid.ts";
 import type { GatewayView, Lifecycle } from "../cluster/gateway-node.ts";
@@ -53,7 +52,6 @@ const CLOSE_GRACE_S = 2;
 const RELEASED = Symbol("released");
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 export class Gateway {
   readonly config: Config;
@@ -70,6 +68,7 @@ export class Gateway {
   readonly deadlines = new Deadlines((conn) => this.due(conn));
   private readonly users: Users;
   private readonly publisher: ClientPublisher;
+  private readonly out: FanOut;
   private draining = false;
   private everConnected = false;
   /** nodes, events, presence, control; null only in tests that build a bare Gateway */
@@ -81,6 +80,7 @@ export class Gateway {
   constructor(deps: GatewayDeps) {
     const { config, transport, metrics, subjects } = deps;
     [this.config, this.transport, this.metrics, this.subjects, this.security] = [config, transport, metrics, subjects, deps.security];
+    this.out = new FanOut(transport, metrics, config.maxBufferedBytes, (conn) => this.slowConsumer(conn));
     // With the mailbox a node watches the stream's republished subject, which carries the sequence.
     this.users = new Users(deps.mailbox ? subjects.live : subjects.recv);
     this.mailbox = deps.mailbox?.({
@@ -88,7 +88,7 @@ export class Gateway {
       transport,
       metrics,
       maxBufferedBytes: config.maxBufferedBytes,
-      fanOut: (entry, data, hint, seq, prev) => this.fanOut(entry, data, hint, seq, prev),
+      fanOut: (entry, data, hint, seq, prev) => this.out.toUser(entry, data, hint, seq, prev),
       connected: () => this.broker.state() === "connected",
     }) ?? null;
     this.broker = deps.broker(this.brokerHooks());
@@ -283,58 +283,8 @@ export class Gateway {
       this.groups?.deliver(subject, data, hint);
       return;
     }
-    if (seq === 0 || !this.mailbox) this.fanOut(entry, data, hint, 0, 0);
+    if (seq === 0 || !this.mailbox) this.out.toUser(entry, data, hint, 0, 0);
     else this.mailbox.delivered(entry, data, hint, seq, prev);
-  }
-
-  /** Returns whether every socket took the message straight away (nothing queued or refused). */
-  private fanOut(entry: UserEntry, data: Uint8Array, hint: FrameHint, seq: number, prev: number): boolean {
-    let flushed = true;
-    const text = hint !== "binary" && isUtf8(data);
-    const payload = text && this.transport.textAsString ? decoder.decode(data) : data;
-    let framed: string | null = null; // the envelope frame, built once for all envelope sockets
-    const m = this.metrics;
-    const maxBuffered = this.config.maxBufferedBytes;
-    for (let i = 0; i < connCount(entry); i++) {
-      const conn = connAt(entry, i);
-      if (conn.refuse) {
-        m.dropped++; // closing with a code the client sees; nothing more goes out
-        flushed = false;
-        continue;
-      }
-      let status: number;
-      if (conn.envelope) {
-        if (seq > 0) {
-          if (conn.held) {
-            if (conn.held.length < HOLD_MAX) conn.held.push({ data, hint, seq, prev });
-            continue;
-          }
-          if (seq <= conn.seq) continue; // already sent by this socket's resume
-          conn.seq = seq;
-        }
-        framed ??= messageFrame(data, text, seq);
-        status = this.transport.send(conn.ws, framed, true);
-      } else {
-        status = this.transport.send(conn.ws, payload, text);
-      }
-      if (status !== 0) conn.framesOut++;
-      if (status > 0) {
-        m.messagesOut++;
-        m.bytesOut += data.length;
-        continue;
-      }
-      flushed = false;
-      if (status < 0) {
-        // Queued by the runtime: still delivered, but the reader is behind.
-        m.messagesOut++;
-        m.bytesOut += data.length;
-        m.backpressure++;
-      } else {
-        m.dropped++;
-      }
-      if (overBuffer(this.transport, conn.ws, maxBuffered)) this.slowConsumer(conn);
-    }
-    return flushed;
   }
 
   /** A reader that fell too far behind: closed rather than skipped, so it knows to resync. */
