@@ -72,7 +72,8 @@ export class RedisMembershipStore implements MembershipStore {
     if (this.closed) return;
     this.cmd = conn as Redis;
     if (!this.sub) {
-      const sub = (this.sub = this.cmd.duplicate({ autoResubscribe: false, lazyConnect: true }));
+      // Named apart from the broker's connections, so CLIENT LIST tells them apart.
+      const sub = (this.sub = this.cmd.duplicate({ autoResubscribe: false, lazyConnect: true, connectionName: `${this.cmd.options.connectionName ?? "wsgate"}-groups` }));
       sub.on("message", (channel: string, msg: string) => channel === this.k.channel && this.heard(msg));
       sub.on("error", () => {}); // the broker logs Redis being away
       sub.on("ready", () => {
