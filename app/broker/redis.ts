@@ -4,6 +4,7 @@
 //   client → service:  XADD <prefix>.send.<svc> (one stream per service, read with consumer groups)
 //   requests:          PUBLISH with a header block (redis-frame.ts); the receiver count PUBLISH
 //                      returns is how "no responders" is known at once
+//   cluster:           listen/publishReply (redis-listen.ts): channels and patterns, queue groups by claim
 // Two connections: one in subscriber mode, one for commands. Interest is not re-sent by the
 // client after a reconnect (autoResubscribe off): the gateway re-watches its users (rewatchAll).
 import { Redis } from "ioredis";
