@@ -3,6 +3,7 @@
 // restarts, broadcast across nodes. Two nodes of each runtime on one redis-server.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
+import { Redis as IORedis } from "ioredis";
 import { bunClient, type Client, cookie } from "./helpers/clients.ts";
 import { type Gateway, RUNTIMES, startGateway, waitFor } from "./helpers/procs.ts";
 import { type Redis, startRedis } from "./helpers/redis.ts";
@@ -131,6 +132,33 @@ for (const runtime of RUNTIMES) describe(`groups on Redis on ${runtime}`, () => 
     await waitFor("a and b forget the old members", async () => (await members(a, "lost", "room")).length === 0 && (await members(b, "lost", "room")).length === 0, 15_000);
     await waitFor("an add after the loss", async () => (await api(b, "PUT", "/v1/groups/lost/room/members/x2")).status === 200, 15_000, 200);
     await waitFor("a lists the new member", async () => (await members(a, "lost", "room")).join() === "x2");
+  });
+
+  test("services change and read membership by PUBLISH with a Ws-Reply channel, one node answering each", async () => {
+    const sub = new IORedis(redis.url);
+    const cmd = new IORedis(redis.url);
+    const answers: Record<string, unknown>[] = [];
+    sub.on("pmessage", (_p: string, _c: string, m: string) => void answers.push(JSON.parse(m)));
+    await sub.psubscribe("svc.answers.*");
+    let asked = 0;
+    const ask = async (subject: string) => {
+      const n = answers.length;
+      // A fresh reply channel per request, as NATS inboxes are: the nodes claim the request by it.
+      await cmd.publish(subject, `WSGATE/1\r\nWs-Reply: svc.answers.${asked++}\r\n\r\n`);
+      await waitFor(`an answer to ${subject}`, () => answers.length > n);
+      await cmd.ping(); // one more round trip, for a second answer to show up if there were one
+      return answers.slice(n);
+    };
+    try {
+      await waitFor("membership requests heard", async () => (await cmd.publish("ws.groups.members.chat.none", "x")) === nodes.length);
+      expect(await ask("ws.groups.add.chat.byreq.q1")).toEqual([expect.objectContaining({ status: 200, member: true, changed: true, groups: ["byreq"] })]);
+      await waitFor("the other node lists q1", async () => (await members(nodes[1], "chat", "byreq")).join() === "q1");
+      expect(await ask("ws.groups.members.chat.byreq")).toEqual([{ status: 200, svc: "chat", group: "byreq", members: ["q1"] }]);
+      expect(await ask("ws.groups.add.chat.byreq.q*")).toEqual([{ status: 400, error: "user must match ^[A-Za-z0-9_-]{1,64}$" }]);
+    } finally {
+      sub.disconnect();
+      cmd.disconnect();
+    }
   });
 
   test("a broadcast reaches both nodes' connections of the service", async () => {
