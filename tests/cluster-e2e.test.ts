@@ -1,46 +1,39 @@
-// Cluster features end to end: three gateway nodes on one nats-server, real clients, the
-// SDK, and a service that listens on NATS and calls the HTTP API.
+// Cluster features end to end: three gateway nodes on one nats-server or one redis-server
+// (WSGATE_TEST_BROKERS), real clients, the SDK, and a service that listens on the broker and
+// calls the HTTP API and the service API over the broker.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { bunClient, cookie, wsPackageClient } from "./helpers/clients.ts";
-import { type Gateway, type Nats, RUNTIMES, type Runtime, startGateway, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
+import { type Gateway, RUNTIMES, startGateway, waitFor } from "./helpers/procs.ts";
 import { sdkClient } from "./helpers/sdk.ts";
+import { BROKERS, type ClusterEvent, type ServiceSide, serviceSide } from "./cluster-service.ts";
 
-type Event = Record<string, unknown> & { event: string };
+const sides: ServiceSide[] = [];
 
-let nats: Nats;
-let nc: NatsConnection;
-const events: Event[] = [];
-const sent: { subject: string; conn: string | null; data: string }[] = [];
-const dec = new TextDecoder();
-
-const env = () => ({ NATS_URL: nats.url, WSGATE_MAILBOX: "off" });
 const json = async (gw: Gateway, path: string, init?: RequestInit) => {
   const r = await gw.fetch(path, init);
   return { status: r.status, body: await r.json() };
 };
 
 beforeAll(async () => {
-  nats = await startNats();
-  nc = await connect({ servers: nats.url });
-  nc.subscribe("ws.events.>", { callback: (_e, m) => void events.push(JSON.parse(dec.decode(m.data))) });
-  nc.subscribe("ws.send.>", { callback: (_e, m) => void sent.push({ subject: m.subject, conn: m.headers?.get("Ws-Conn") ?? null, data: dec.decode(m.data) }) });
-  await nc.flush();
+  for (const b of BROKERS) sides.push(await serviceSide(b));
 });
 
 afterAll(async () => {
-  await nc?.close();
-  if (nats) await stopNatsAndClean(nats);
+  for (const s of sides) await s.close();
 });
 
-for (const RUNTIME of RUNTIMES) describe(`cluster on ${RUNTIME}`, () => {
+for (const [bi, broker] of BROKERS.entries()) for (const RUNTIME of RUNTIMES) describe(`cluster on ${RUNTIME} over ${broker === "nats" ? "NATS" : "Redis"}`, () => {
   let gws: Gateway[] = [];
+  let side: ServiceSide;
+  let events: ClusterEvent[] = [];
+  const env = () => side.env;
   const eventsOf = (user: string) => events.filter((e) => e.user === user);
 
   beforeAll(async () => {
+    side = sides[bi];
+    events = side.events;
     // the suites run one after the other: each sees only its own runtime's events
     events.length = 0;
-    sent.length = 0;
     gws = await Promise.all([0, 1, 2].map(() => startGateway(RUNTIME, { env: env() })));
     await waitFor("every node sees three", async () => {
       for (const g of gws) if ((await json(g, "/v1/nodes")).body.nodes?.length !== 3) return false;
@@ -68,11 +61,13 @@ for (const RUNTIME of RUNTIMES) describe(`cluster on ${RUNTIME}`, () => {
     await waitFor("connect event", () => eventsOf("ev1").some((e) => e.event === "connect"));
     const connect = eventsOf("ev1").find((e) => e.event === "connect")!;
     expect(connect).toMatchObject({ svc: "e2e", user: "ev1", node: gws[0].nodeId, envelope: false });
+    const frames = await side.frames("e2e");
     c.send("hello");
     c.send("again");
-    await waitFor("client frames", () => sent.filter((s) => s.subject === "ws.send.e2e.ev1").length === 2);
-    expect(sent.find((s) => s.subject === "ws.send.e2e.ev1")!.conn).toBe(connect.conn as string);
-    nc.publish("ws.recv.e2e.ev1", new TextEncoder().encode("down"));
+    await waitFor("client frames", () => frames.got.filter((f) => f.user === "ev1").length === 2);
+    await frames.stop();
+    expect(frames.got.find((f) => f.user === "ev1")!.conn).toBe(connect.conn as string);
+    await side.publish("ws.recv.e2e.ev1", "down");
     await c.waitFor(1);
     c.close();
     await waitFor("offline", () => eventsOf("ev1").some((e) => e.event === "offline"));
@@ -130,12 +125,12 @@ for (const RUNTIME of RUNTIMES) describe(`cluster on ${RUNTIME}`, () => {
     expect(s.body).toMatchObject({ users: 3, connections: 3, list: ["p1"], next: "p1" });
     expect((await json(gws[0], "/v1/presence/pres?limit=1&after=p1")).body).toMatchObject({ list: ["p2"] });
     expect((await json(gws[0], "/v1/presence/nosuch")).body).toMatchObject({ users: 0, connections: 0, list: [] });
-    // the same questions over NATS request/reply, for services without HTTP
-    const overNats = JSON.parse(dec.decode((await nc.request("ws.api.presence.pres.p1", "", { timeout: 3_000 })).data));
+    // the same questions over the broker, for services without HTTP
+    const overNats = (await side.request("ws.api.presence.pres.p1", "")) as { connections: { conn: string }[] };
     expect(overNats.connections.map((x: { conn: string }) => x.conn).sort()).toEqual(p.body.connections.map((x: { conn: string }) => x.conn).sort());
-    const counts = JSON.parse(dec.decode((await nc.request("ws.api.presence.pres", JSON.stringify({ limit: 5 }), { timeout: 3_000 })).data));
+    const counts = await side.request("ws.api.presence.pres", JSON.stringify({ limit: 5 }));
     expect(counts).toMatchObject({ users: 3, connections: 3, list: ["p1", "p2"], next: null });
-    const closed = JSON.parse(dec.decode((await nc.request("ws.api.disconnect.pres.p2", JSON.stringify({ mode: "reconnect" }), { timeout: 3_000 })).data));
+    const closed = await side.request("ws.api.disconnect.pres.p2", JSON.stringify({ mode: "reconnect" }));
     expect(closed).toEqual({ closed: 1, missing: [] });
     expect((await c.closed).code).toBe(4004);
     for (const x of [a, b, c]) x.close();

@@ -2,7 +2,10 @@
 // JetStream, two stores standing for two gateway nodes.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { NatsBroker } from "../app/broker/nats.ts";
+import { loadNatsLink } from "../app/broker/nats-link.ts";
 import { KvMembershipStore } from "../app/groups/kv-store.ts";
+import { loadConfig } from "../app/ops/config.ts";
 import { MembershipRequests } from "../app/groups/requests.ts";
 import { groupSubjects } from "../app/groups/subjects.ts";
 import { type Nats, startNats, stopNatsAndClean, waitFor } from "./helpers/procs.ts";
@@ -78,8 +81,11 @@ test("kv store - a record that is not a list of ids reads as no groups", async (
 
 test("nats requests - services change and read membership over <prefix>.groups.<op>, with the HTTP answers", async () => {
   const a = await node("G5");
-  const requests = new MembershipRequests(a.store, groupSubjects("ws"));
-  requests.attach(a.nc);
+  const broker = new NatsBroker(loadNatsLink(loadConfig({ NATS_URL: nats.url }).nats!), "wsgate groups", { deliver() {}, rewatchAll() {}, onState() {} });
+  await broker.start();
+  await waitFor("broker connected", () => broker.state() === "connected");
+  const requests = new MembershipRequests(a.store, groupSubjects("ws"), broker);
+  requests.start();
   const svc = await connect({ servers: nats.url });
   conns.push(svc);
   const ask = async (subject: string) => (await svc.request(subject, new Uint8Array(), { timeout: 5_000 })).json<Record<string, unknown>>();
@@ -90,6 +96,7 @@ test("nats requests - services change and read membership over <prefix>.groups.<
   expect(await ask("ws.groups.add.s1.room.u*")).toEqual({ status: 400, error: "user must match ^[A-Za-z0-9_-]{1,64}$" });
   expect(await ask("ws.groups.frobnicate.s1")).toMatchObject({ status: 404 });
   requests.close();
+  await broker.close();
 });
 
 test("kv store - after nats-server restarts, the watch resumes: a later change still reaches the other node", async () => {

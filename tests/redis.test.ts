@@ -235,14 +235,15 @@ test("two workers on one port meet in Redis: every user's messages reach it, whi
     await waitFor("both workers connected to Redis", () => gw.output().split('"redis connected"').length - 1 === 2, 30_000);
     const clients = [];
     for (let i = 0; i < 40; i++) clients.push(await bunClient(gw.ws, { Cookie: cookie("wk", `u${i}`) }));
-    // Only the users' channels count: each worker also listens once on its services' broadcast channel.
+    // Only the users' channels count: each worker also listens on its services' broadcast channel
+    // and the cluster's channels, and has a connection of its own for group membership (`-groups`).
     const holders = await waitFor("each user subscribed once", async () => {
       const channels = (await rc.pubsub("CHANNELS", "ws.recv.wk.*")) as string[];
       if (channels.length !== 40) return undefined;
       const numsub = (await rc.pubsub("NUMSUB", ...channels)) as (string | number)[];
       if (numsub.some((v, i) => i % 2 === 1 && Number(v) !== 1)) return undefined;
       const list = (await rc.client("LIST")) as string;
-      return list.split("\n").filter((l) => l.includes(`name=wsgate-${gw.nodeId}-w`) && / sub=[1-9]/.test(l));
+      return list.split("\n").filter((l) => l.includes(`name=wsgate-${gw.nodeId}-w`) && !l.includes("-groups ") && / sub=[1-9]/.test(l));
     });
     expect(holders.length).toBe(2);
     for (let i = 0; i < 40; i++) await rc.publish(`ws.recv.wk.u${i}`, `for u${i}`);

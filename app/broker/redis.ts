@@ -4,12 +4,14 @@
 //   client → service:  XADD <prefix>.send.<svc> (one stream per service, read with consumer groups)
 //   requests:          PUBLISH with a header block (redis-frame.ts); the receiver count PUBLISH
 //                      returns is how "no responders" is known at once
+//   cluster:           listen/publishReply (redis-listen.ts): channels and patterns, queue groups by claim
 // Two connections: one in subscriber mode, one for commands. Interest is not re-sent by the
 // client after a reconnect (autoResubscribe off): the gateway re-watches its users (rewatchAll).
 import { Redis } from "ioredis";
-import type { Broker, BrokerHooks, BrokerState } from "./broker.ts";
+import type { Broker, BrokerHooks, BrokerState, Listener } from "./broker.ts";
 import { HEADER, NotStored, parseFrameHint, StoreUnconfirmed } from "./broker.ts";
 import { decodeFramed, encodeFramed, framed, header, hintOf, type LiveScan, REPLY, scanLive } from "./redis-frame.ts";
+import { RedisListeners } from "./redis-listen.ts";
 import type { RedisSettings } from "./redis-options.ts";
 import type { Subjects } from "../core/subjects.ts";
 import { log } from "../ops/log.ts";
@@ -52,6 +54,8 @@ export class RedisBroker implements Broker {
   private readying = false;
   /** counts the connections' "ready" events: one during a ready() means it must run again */
   private readyEvents = 0;
+  /** the cluster's listeners (app/cluster) */
+  private readonly listeners: RedisListeners;
 
   constructor(
     private readonly o: RedisBrokerOptions,
@@ -74,6 +78,8 @@ export class RedisBroker implements Broker {
     this.recvPrefix = o.subjects.recv("", "").slice(0, -1);
     this.mailboxPrefix = o.subjects.send("", "").slice(0, -"send..".length) + "mailbox.";
     this.inbox = `${this.sendPrefix.slice(0, -"send.".length)}_inbox.${o.nodeId}.${crypto.randomUUID().slice(0, 8)}.`;
+    this.listeners = new RedisListeners(this.sub, this.cmd);
+    const listeners = this.listeners;
     const deliver = hooks.deliver;
     const scan: LiveScan = { seq: 0, prev: 0, hint: undefined, bodyAt: 0 };
     // The one listener of every user channel: a message to users costs its channel string and
@@ -85,11 +91,15 @@ export class RedisBroker implements Broker {
         if (framed(msg)) void this.onRequest(channel, decodeFramed(msg));
         return;
       }
+      const heard = listeners.of(channel);
+      if (heard) return listeners.heard(heard, channel, msg);
       if (!framed(msg) || !scanLive(msg, scan)) return deliver(channel, msg, undefined, 0, 0);
       deliver(channel, msg.subarray(scan.bodyAt), scan.hint, scan.seq, scan.seq ? scan.prev : 0);
     });
-    this.sub.on("pmessageBuffer", (_pattern: string, channelBytes: Uint8Array, msg: Uint8Array) => {
-      const token = channelBytes.toString().slice(this.inbox.length);
+    this.sub.on("pmessageBuffer", (pattern: Uint8Array, channelBytes: Uint8Array, msg: Uint8Array) => {
+      const channel = channelBytes.toString();
+      if (listeners.heardByPattern(pattern.toString(), channel, msg)) return;
+      const token = channel.slice(this.inbox.length);
       const d = framed(msg) ? decodeFramed(msg) : { headers: {}, data: msg };
       hooks.answer?.(token, d.data, hintOf(d), header(d, HEADER.error) || null);
     });
@@ -140,6 +150,7 @@ export class RedisBroker implements Broker {
       this.Buf = pong.constructor as unknown as BufferClass;
       if (this.hooks.prepare) await this.hooks.prepare(this.cmd);
       await this.sub.psubscribe(this.inbox + "*");
+      await this.listeners.resubscribe();
     } catch (err) {
       const retryInMs = backoff(this.attempts++);
       log("error", "redis connected but not usable yet; retrying", { retryInMs, error: String(err) });
@@ -292,16 +303,20 @@ export class RedisBroker implements Broker {
     this.setState("closed");
   }
 
-  // Cluster plumbing (app/cluster) is not carried over Redis yet: each node hears no peer, so
-  // membership, presence and control answer for this node alone; events are published as usual.
-  listen(): () => void {
-    return () => {};
+  // Cluster plumbing (app/cluster): redis-listen.ts. A listener outlives a connection.
+  listen(subject: string, handler: Listener, queue?: string): () => void {
+    return this.listeners.listen(subject, handler, queue);
   }
 
-  publishReply(): void {}
+  /** The reply channel goes in the header block (`Ws-Reply`), as for requests. */
+  publishReply(subject: string, data: Uint8Array, reply: string): void {
+    if (this.current !== "connected") throw new Error("redis is not connected");
+    this.cmd.publish(subject, this.buf(encodeFramed(data, { [REPLY]: reply })) as never).catch((err) => log("warn", "redis publish failed", { error: String(err) }));
+  }
 
+  /** Apart from the requests' inbox (`<inbox>*` is this node's pattern for their answers). */
   newInbox(): string {
-    return this.inbox + "cluster";
+    return this.inbox.slice(0, this.inbox.lastIndexOf(".", this.inbox.length - 2) + 1) + crypto.randomUUID().replaceAll("-", "");
   }
 }
 

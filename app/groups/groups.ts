@@ -10,13 +10,14 @@ import type { MembershipStore } from "./store.ts";
 import type { Topics } from "./fanout.ts";
 import type { GroupSubjects } from "./subjects.ts";
 import { RateBuckets } from "./rate.ts";
+import { MembershipRequests } from "./requests.ts";
 
 /** Every open socket of a user on this node that the gateway has told `opened` about. */
 export type EachConn = (svc: string, user: string, fn: (m: Member) => void) => void;
 
 /** What the groups module needs from the gateway's core. */
 export type GroupsCore = {
-  broker: Pick<Broker, "watch" | "unwatch" | "publish" | "state">;
+  broker: Pick<Broker, "watch" | "unwatch" | "publish" | "state" | "listen">;
   eachConn: EachConn;
 };
 
@@ -27,6 +28,8 @@ export type GroupsDeps = {
   maxBroadcastsPerSec: number;
   /** builds the store with the callback its index calls on every change */
   store: (changed: MembershipChange) => MembershipStore;
+  /** answer membership requests from services over the broker (`<prefix>.groups.<op>.…`) */
+  serveRequests?: boolean;
 };
 
 export type PublishResult = { ok: true; subject: string } | { ok: false; status: 429 | 503; error: string; retryAfterS?: number };
@@ -39,6 +42,7 @@ export class Groups {
   private claims = new WeakMap<Member, readonly string[]>();
   /** the HTTP broadcast check: a 429 at the caller before the receiving nodes drop */
   private readonly broadcasts: RateBuckets;
+  private readonly requests: MembershipRequests | null;
 
   constructor(
     private readonly d: GroupsDeps,
@@ -55,6 +59,8 @@ export class Groups {
     });
     this.broadcasts = new RateBuckets(d.maxBroadcastsPerSec);
     this.store = d.store((svc, user, joined, left) => this.changed(svc, user, joined, left));
+    this.requests = d.serveRequests ? new MembershipRequests(this.store, d.subjects, core.broker) : null;
+    this.requests?.start();
   }
 
   /** A socket of (svc, user) opened: it joins the service's broadcast, the user's groups and its claimed ones. */
@@ -108,6 +114,7 @@ export class Groups {
   }
 
   close(): Promise<void> {
+    this.requests?.close();
     return this.store.close();
   }
 

@@ -40,8 +40,6 @@ export class KvMembershipStore implements MembershipStore {
     private readonly config: KvStoreConfig,
     private readonly caps: GroupCaps,
     changed: MembershipChange,
-    /** told of each new broker connection (the membership request subscription rides on it) */
-    private readonly onConnection: (nc: NatsConnection) => void = () => {},
   ) {
     this.index = new MembershipIndex(changed);
   }
@@ -53,7 +51,6 @@ export class KvMembershipStore implements MembershipStore {
    */
   attach(conn: unknown): void {
     const nc = conn as NatsConnection;
-    this.onConnection(nc);
     if (this.attaching !== nc) void this.retry(nc);
   }
 

@@ -41,14 +41,20 @@ export class MembershipIndex {
     return this.groups.get(svc + "." + group)?.members.has(user) ?? false;
   }
 
+  /** Every `<svc>.<user>` holding a record (a full reload drops those the store no longer has). */
+  keys(): IterableIterator<string> {
+    return this.users.keys();
+  }
+
   /**
    * Takes a user's whole record at a store revision. Older revisions than the one held are
-   * ignored: a node's own write is applied at once and its watch echo comes later.
+   * ignored: a node's own write is applied at once and its watch echo comes later. `force`
+   * takes it whatever the revision (a store whose revisions started over).
    */
-  apply(svc: string, user: string, groups: readonly string[], revision: number): void {
+  apply(svc: string, user: string, groups: readonly string[], revision: number, force = false): void {
     const key = svc + "." + user;
     const before = this.users.get(key);
-    if (before && revision > 0 && revision <= before.revision) return;
+    if (before && !force && revision > 0 && revision <= before.revision) return;
     const name = before?.user ?? user;
     const old = before?.groups ?? NONE;
     const joined = groups.filter((g) => !old.includes(g));

@@ -1,17 +1,14 @@
 // Builds the groups module for a node from its config: the in-memory store on an embedded
-// node, the NATS key-value store (plus membership requests) with NATS; and its /metrics lines.
+// node, the NATS key-value store with NATS, Redis sets with Redis (both with membership requests); and its /metrics lines.
 import type { GroupsConfig } from "../ops/config.ts";
 import { Groups, type GroupsCore } from "./groups.ts";
 import type { MembershipChange } from "./members.ts";
 import { KvMembershipStore } from "./kv-store.ts";
-import { MembershipRequests } from "./requests.ts";
-import { MemoryMembershipStore, type MembershipStore, NoMembershipStore } from "./store.ts";
+import { MemoryMembershipStore, type MembershipStore } from "./store.ts";
+import { RedisMembershipStore } from "./redis-store.ts";
 import { groupSubjects } from "./subjects.ts";
 import type { Topics } from "./fanout.ts";
 import type { GroupStats } from "./interest.ts";
-
-const REDIS_MEMBERSHIP =
-  "stored group membership is not available with REDIS_URL yet (it is kept in NATS JetStream, or in memory on a single embedded node); use the token's groups claim";
 
 /** The Gateway's factory for its groups module (GatewayDeps.groups). */
 export function groupsFactory(config: { prefix: string; nats: object | null; redis: object | null; groups: GroupsConfig }, topics: Topics, textAsString: boolean) {
@@ -20,16 +17,13 @@ export function groupsFactory(config: { prefix: string; nats: object | null; red
   const subjects = groupSubjects(config.prefix);
   return (core: GroupsCore) => {
     const store = (changed: MembershipChange): MembershipStore => {
-      if (config.redis) return new NoMembershipStore(REDIS_MEMBERSHIP, changed);
+      if (config.redis) return new RedisMembershipStore(config.prefix, caps, changed);
       if (!config.nats) return new MemoryMembershipStore(caps, changed);
-      let requests: MembershipRequests | null = null;
-      const kv: KvMembershipStore = new KvMembershipStore({ bucket: c.bucket, replicas: c.replicas }, caps, changed, (nc) => {
-        requests ??= new MembershipRequests(kv, subjects);
-        requests.attach(nc);
-      });
-      return kv;
+      return new KvMembershipStore({ bucket: c.bucket, replicas: c.replicas }, caps, changed);
     };
-    return new Groups({ topics, textAsString, subjects, maxBroadcastsPerSec: c.maxBroadcastsPerSec, store }, core);
+    // Over a broker other nodes share, services may change membership by request too.
+    const serveRequests = !!(config.nats || config.redis);
+    return new Groups({ topics, textAsString, subjects, maxBroadcastsPerSec: c.maxBroadcastsPerSec, store, serveRequests }, core);
   };
 }
 

@@ -1,5 +1,5 @@
 // Membership is changed only through a store: in memory on an embedded node, in a NATS
-// key-value bucket otherwise (kv-store.ts). Both keep a MembershipIndex current, which
+// key-value bucket (kv-store.ts) or in Redis (redis-store.ts). Each keeps a MembershipIndex current, which
 // every read (a connection opening, the listing routes) is answered from.
 import { MembershipIndex, type MembershipChange } from "./members.ts";
 
@@ -8,7 +8,7 @@ export type GroupCaps = { maxGroupsPerUser: number; maxGroupMembers: number };
 
 export type MembershipResult =
   | { ok: true; changed: boolean; groups: readonly string[] }
-  | { ok: false; status: 409 | 501 | 503; error: string };
+  | { ok: false; status: 409 | 503; error: string };
 
 export interface MembershipStore {
   readonly index: MembershipIndex;
@@ -69,31 +69,6 @@ export class MemoryMembershipStore implements MembershipStore {
     if ("error" in next) return { ok: false, ...next };
     this.index.apply(svc, user, next, ++this.revision);
     return { ok: true, changed: true, groups: next };
-  }
-
-  async close() {}
-}
-
-/**
- * Redis mode has no shared membership store yet: a per-node one would apply a change on one
- * node only, so changes are refused. Group and broadcast messages and token claims still work.
- */
-export class NoMembershipStore implements MembershipStore {
-  readonly index: MembershipIndex;
-
-  constructor(
-    private readonly why: string,
-    changed: MembershipChange,
-  ) {
-    this.index = new MembershipIndex(changed);
-  }
-
-  add() {
-    return Promise.resolve<MembershipResult>({ ok: false, status: 501, error: this.why });
-  }
-
-  remove() {
-    return this.add();
   }
 
   async close() {}

@@ -103,7 +103,7 @@ test("routes - a Ws-Frame header other than text or binary is 400", async () => 
   expect(r.status).toBe(400);
 });
 
-test("routes - with Redis as the broker, membership changes answer 501 naming why; publishing still works", async () => {
+test("routes - with Redis as the broker, a change before the store has its connection is 503 naming Redis; publishing still works", async () => {
   const broker = new EmbeddedBroker({ deliver: () => {}, rewatchAll: () => {}, onState: () => {} });
   const make = groupsFactory(
     { prefix: "ws", nats: null, redis: {}, groups: { maxGroupsPerUser: 0, maxGroupMembers: 0, maxBroadcastsPerSec: 0, bucket: "B", replicas: 1 } },
@@ -113,7 +113,7 @@ test("routes - with Redis as the broker, membership changes answer 501 naming wh
   const app = new Hono();
   groupRoutes(app, make({ broker, eachConn: () => {} }));
   const put = await app.request("/v1/groups/s1/room/members/u1", { method: "PUT" });
-  expect(put.status).toBe(501);
-  expect(((await put.json()) as { error: string }).error).toContain("REDIS_URL");
+  expect(put.status).toBe(503);
+  expect(((await put.json()) as { error: string }).error).toContain("not connected yet (Redis)");
   expect((await app.request("/v1/groups/s1/room", { method: "POST", body: "x" })).status).toBe(202);
 });
