@@ -84,6 +84,9 @@ for (const runtime of RUNTIMES) {
       try {
         const a = await bunClient(gw.ws, { Cookie: cookie(svc, "both") });
         const b = await bunClient(other.ws, { Cookie: cookie(svc, "both") });
+        // Both nodes listening first: a message published while the second node's SUBSCRIBE is still
+        // on its way reaches only the first, which moves the user's cursor past it (see the note in the README).
+        await waitFor("both nodes subscribed", async () => (await numsub(live("both"))) === 2);
         await settle([a, b], "both");
         a.received.length = 0;
         b.received.length = 0;
