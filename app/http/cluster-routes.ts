@@ -2,14 +2,11 @@
 // and (embedded mode) the event stream. Mounted under /v1/, so in production mode every
 // route sits behind the service bearer token like /v1/publish.
 import type { Env, Hono } from "hono";
-import { streamSSE } from "hono/streaming";
 import type { EmbeddedBroker } from "../broker/embedded.ts";
-import { HEADER, parseFrameHint } from "../broker/broker.ts";
 import { badIds, isBad, parseMode, parsePage } from "../cluster/args.ts";
 import type { Cluster } from "../cluster/cluster.ts";
-
-/** NATS's default max_payload: a larger message could not cross to another node. */
-const MAX_SEND_BYTES = 1024 * 1024;
+import { frameHeader, readBody } from "./input.ts";
+import { tapStream } from "./sse.ts";
 
 export function clusterRoutes<E extends Env>(app: Hono<E>, cluster: Cluster, embedded: EmbeddedBroker | null) {
   app.get("/v1/nodes", (c) => {
@@ -70,12 +67,11 @@ export function clusterRoutes<E extends Env>(app: Hono<E>, cluster: Cluster, emb
     const { svc, user, conn } = c.req.param();
     const bad = badIds({ svc, user, conn });
     if (bad) return c.json(bad, 400);
-    const frame = c.req.header(HEADER.frame);
-    if (frame !== undefined && frame !== "text" && frame !== "binary") return c.json({ error: `${HEADER.frame} must be text or binary` }, 400);
-    if (Number(c.req.header("content-length") ?? 0) > MAX_SEND_BYTES) return c.json({ error: `body over ${MAX_SEND_BYTES} bytes` }, 413);
-    const body = new Uint8Array(await c.req.arrayBuffer());
-    if (body.length > MAX_SEND_BYTES) return c.json({ error: `body over ${MAX_SEND_BYTES} bytes` }, 413);
-    const sent = await cluster.control.send(svc, user, conn, body, parseFrameHint(frame));
+    const frame = frameHeader(c);
+    if (frame instanceof Response) return frame;
+    const body = await readBody(c);
+    if (body instanceof Response) return body;
+    const sent = await cluster.control.send(svc, user, conn, body, frame);
     return sent ? c.json({ sent: true, bytes: body.length }) : c.json({ error: `connection ${conn} of ${svc}/${user} is not open` }, 404);
   });
 
@@ -87,27 +83,6 @@ export function clusterRoutes<E extends Env>(app: Hono<E>, cluster: Cluster, emb
     if (bad) return c.json(bad, 400);
     const prefix = cluster.subjects.eventsOf(svc);
     const decoder = new TextDecoder();
-    return streamSSE(c, async (stream) => {
-      const queue: string[] = [];
-      let wake: (() => void) | null = null;
-      const untap = embedded.tap(prefix, (_subject, data) => {
-        queue.push(decoder.decode(data));
-        wake?.();
-      });
-      stream.onAbort(() => {
-        untap();
-        wake?.();
-      });
-      await stream.writeSSE({ event: "ready", data: "{}" });
-      while (!stream.aborted && !stream.closed) {
-        while (queue.length) {
-          const data = queue.shift()!;
-          await stream.writeSSE({ event: JSON.parse(data).event, data });
-        }
-        await new Promise<void>((r) => (wake = r));
-        wake = null;
-      }
-      untap();
-    });
+    return tapStream(c, (push) => embedded.tap(prefix, (_subject, data) => push(decoder.decode(data))), (data) => JSON.parse(data).event);
   });
 }

@@ -2,7 +2,7 @@
 // Hono only routes and decides; the adapters bind socket events to the Gateway directly,
 // so no per-message context or event object is built on the hot path.
 import { Hono } from "hono";
-import { streamSSE } from "hono/streaming";
+import { type Tap, tapStream } from "./sse.ts";
 import type { Context } from "hono";
 import type { EmbeddedBroker } from "../broker/embedded.ts";
 import { HEADER, NotStored } from "../broker/broker.ts";
@@ -134,34 +134,21 @@ export function embeddedRoutes(app: Hono<UpgradeEnv>, gw: Gateway, broker: Embed
     const bad = badIds(c, { svc });
     if (bad) return bad;
     const prefix = sendPrefix + svc + ".";
-    return streamSSE(c, async (stream) => {
-      const queue: string[] = [];
-      let wake: (() => void) | null = null;
-      const untap = broker.tap(prefix, (subject, data, headers) => {
+    const decoder = new TextDecoder();
+    const tap: Tap = (push) =>
+      broker.tap(prefix, (subject, data, headers) => {
         const binary = headers[HEADER.frame] === "binary";
-        queue.push(
+        push(
           JSON.stringify({
             user: subject.slice(prefix.length),
             conn: headers[HEADER.conn],
             node: headers[HEADER.node],
             frame: binary ? "binary" : "text",
-            data: binary ? toBase64(data) : new TextDecoder().decode(data),
+            data: binary ? toBase64(data) : decoder.decode(data),
           }),
         );
-        wake?.();
       });
-      stream.onAbort(() => {
-        untap();
-        wake?.();
-      });
-      await stream.writeSSE({ event: "ready", data: "{}" });
-      while (!stream.aborted && !stream.closed) {
-        while (queue.length) await stream.writeSSE({ event: "message", data: queue.shift()! });
-        await new Promise<void>((r) => (wake = r));
-        wake = null;
-      }
-      untap();
-    });
+    return tapStream(c, tap, () => "message");
   });
 }
 
