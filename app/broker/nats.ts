@@ -204,6 +204,11 @@ export class NatsBroker implements Broker {
   publish(subject: string, data: Uint8Array, hdrs?: Record<string, string>) {
     const nc = this.nc;
     if (!nc) throw new Error("nats is not connected");
+    const raw = this.raw;
+    if (!hdrs && raw && this.batched) {
+      if (raw.closing()) throw new Error("nats connection is closing");
+      return this.frames.pub(subject, data);
+    }
     this.frames.flush(); // client frames written before this go out before it
     if (hdrs) {
       const h = natsHeaders();

@@ -68,3 +68,24 @@ test("past nats.js's pending limit the queue is written at once, still in order"
   endTurn();
   expect(writes.length).toBe(1);
 });
+
+test("a message without headers joins the batch as one PUB, in order with the SUBs around it, and counts as a message", () => {
+  const { nc, protocol, writes, later, endTurn } = fakeClient();
+  const raw = rawSink(nc)!;
+  const batch = new OutboundBatch((c, m, w) => raw.send(c, m, w), later, () => 1024 * 1024);
+  flushAfterEvents(nc, later, () => batch.move());
+  batch.sub("ws.live.s1.u1", 7, undefined);
+  batch.pub("ws.events.s1.u1", new TextEncoder().encode('{"event":"connect","reason":"é"}'));
+  batch.sub("ws.live.s1.u2", 8, undefined);
+  expect(writes).toEqual([]); // an event per upgrade does not write the burst's SUBs one upgrade at a time
+  endTurn();
+  expect(writes).toEqual(['SUB ws.live.s1.u1 7\r\nPUB ws.events.s1.u1 33\r\n{"event":"connect","reason":"é"}\r\nSUB ws.live.s1.u2 8\r\n']);
+  expect(protocol.outMsgs).toBe(1);
+});
+
+test("a message without headers over the server's max_payload is refused with its size", () => {
+  const { nc, later } = fakeClient();
+  const raw = rawSink(nc)!;
+  const batch = new OutboundBatch((c, m, w) => raw.send(c, m, w), later, () => 16);
+  expect(() => batch.pub("ws.events.s1.u1", new Uint8Array(17))).toThrow("message of 17 bytes is over the NATS server's max_payload (16)");
+});
