@@ -176,6 +176,7 @@ await step("groups", () =>
     messages: argInt(v["groups-messages"], "groups-messages", 1, 100_000, 200),
     groups: argInt(v.groups, "groups", 1, 1_000, 10),
     workers: 1,
+    repeat: 3,
     only: new Set(["fanout", "memory", "broadcast"]),
     runtimes: ["bun", "node"],
   }),

@@ -19,13 +19,13 @@
 //
 // Both on Bun (Bun.serve) and on Node (uWS: the gateway vs bare uWS.js app.publish, ref-uws-topic.mjs).
 //
-//   bun scripts/bench/groups.ts [--conns 10000] [--messages 200] [--groups 10] [--only fanout,memory] [--runtimes bun,node]
+//   bun scripts/bench/groups.ts [--conns 10000] [--messages 200] [--groups 10] [--repeat 3 (fan-out pairs)] [--only fanout,memory] [--runtimes bun,node]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
-import { argInt, BUN, fmt, installCleanup, Loadgen, log, ratio, type Server, sleep, startGateway, startNats, startServer, table, waitMetrics } from "./lib.ts";
+import { argInt, BUN, fmt, installCleanup, Loadgen, log, median, type Server, sleep, startGateway, startNats, startServer, table, waitMetrics } from "./lib.ts";
 
-export type GroupsOptions = { conns: number; messages: number; groups: number; workers: number; only: Set<string>; runtimes: string[] };
+export type GroupsOptions = { conns: number; messages: number; groups: number; workers: number; repeat: number; only: Set<string>; runtimes: string[] };
 type Target = "wsgate" | "ref-topic" | "wsgate-node" | "ref-uws-topic";
 /** Each runtime's pair: the reference first. */
 const PAIRS: Record<string, [Target, Target]> = { bun: ["ref-topic", "wsgate"], node: ["ref-uws-topic", "wsgate-node"] };
@@ -170,12 +170,28 @@ export async function runGroups(o: GroupsOptions) {
   for (const rt of o.runtimes) {
     const pair = PAIRS[rt];
     if (o.only.has("fanout")) {
-      const rows = [];
-      for (const t of pair) rows.push(await fanout(t, o));
-      const ref = rows[0].perS;
-      console.log(`\nGroup fan-out: one group of ${o.conns} members on one node, ${o.messages} messages of 32 bytes (${rt})\n`);
-      console.log(table(["target", "deliveries", "deliveries/s", "vs ref", "p99 ms"], rows.map((r) => [r.target, `${r.deliveries}/${r.expected}`, fmt(r.perS), ratio(r.perS, ref), fmt(r.p99Ms, 1)])));
-      out[`fanout-${rt}`] = rows;
+      // reference and gateway alternately, --repeat pairs: the machine's drift falls on both
+      const runs: Awaited<ReturnType<typeof fanout>>[][] = [];
+      for (let i = 0; i < o.repeat; i++) {
+        const pairRuns = [];
+        for (const t of pair) pairRuns.push(await fanout(t, o));
+        runs.push(pairRuns);
+      }
+      const perPair = runs.map((p) => p[1].perS / p[0].perS);
+      const rows = pair.map((t, k) => {
+        const mine = runs.map((p) => p[k]);
+        return {
+          target: t,
+          deliveries: median(mine.map((r) => r.deliveries)),
+          expected: mine[0].expected,
+          perS: median(mine.map((r) => r.perS)),
+          p99Ms: median(mine.map((r) => r.p99Ms ?? NaN)),
+          vsRef: k === 0 ? "" : `${median(perPair).toFixed(2)}× (${perPair.map((x) => x.toFixed(2)).join(", ")})`,
+        };
+      });
+      console.log(`\nGroup fan-out: one group of ${o.conns} members on one node, ${o.messages} messages of 32 bytes (${rt}; medians of ${o.repeat}, alternating)\n`);
+      console.log(table(["target", "deliveries", "deliveries/s", "vs ref (median of pairs; each pair)", "p99 ms"], rows.map((r) => [r.target, `${r.deliveries}/${r.expected}`, fmt(r.perS), r.vsRef, fmt(r.p99Ms, 1)])));
+      out[`fanout-${rt}`] = { rows, perPair };
     }
     if (o.only.has("memory")) {
       const rows = [];
@@ -196,6 +212,7 @@ if (import.meta.main) {
       messages: { type: "string", default: "200" },
       groups: { type: "string", default: "10" },
       workers: { type: "string", default: "1" },
+      repeat: { type: "string", default: "3" },
       only: { type: "string", default: "fanout,memory,broadcast" },
       runtimes: { type: "string", default: "bun,node" },
     },
@@ -206,6 +223,7 @@ if (import.meta.main) {
     messages: argInt(v.messages, "--messages", 1, 100_000, 200),
     groups: argInt(v.groups, "--groups", 1, 1_000, 10),
     workers: argInt(v.workers, "--workers", 1, 16, 1),
+    repeat: argInt(v.repeat, "--repeat", 1, 9, 3),
     only: new Set(v.only.split(",")),
     runtimes: v.runtimes.split(",").filter((r) => r in PAIRS),
   });
