@@ -1,9 +1,6 @@
 // The Node runtime's pieces for the shared start-up sequence.
-import { readFileSync } from "node:fs";
-import { log } from "../../app/ops/log.ts";
 import { runGateway, type Transport } from "../../app/startup.ts";
-import { serveMetrics } from "../metrics-listener.ts";
-import { openFilesLimitFromProc } from "../shared/open-files.ts";
+import { processPieces } from "../shared/process-pieces.ts";
 import { listenNode } from "./listener.ts";
 import { uwsTransport, type WS } from "./transport.ts";
 import { type TopicSocket, UwsTopics } from "./topics.ts";
@@ -17,18 +14,11 @@ export async function start() {
     console.error(`wsgate: ${(err as Error).message}`);
     return process.exit(1);
   }
-  const readTextFile = (path: string) => readFileSync(path, "utf8");
   const topics = new UwsTopics();
-  // Node cannot raise the limit (scripts/start.sh does, with ulimit); read what is in effect.
-  const fdLimit = openFilesLimitFromProc(readTextFile, (error) => log("warn", "could not read the open-files limit", { error }));
+  const pieces = processPieces();
   return runGateway({
-    env: process.env,
-    readTextFile,
-    exit: (code) => process.exit(code),
-    onSignal: (signal, handler) => process.on(signal, handler),
+    ...pieces,
     transport: (): Transport<(WS & TopicSocket) | null> => ({ ...uwsTransport, topics }),
-    openFilesLimit: () => fdLimit,
-    serveMetrics: (gw) => serveMetrics(gw, (code) => process.exit(code)),
-    listen: (ctx) => listenNode(uWS, ctx, fdLimit, topics),
+    listen: (ctx) => listenNode(uWS, ctx, pieces.fdLimit, topics),
   });
 }
