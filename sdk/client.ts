@@ -9,92 +9,16 @@ import { isId } from "../protocol/ids.ts";
 export { CLOSE, shouldReconnect } from "../protocol/close-codes.ts";
 export { ERROR, SUBPROTOCOL } from "../protocol/envelope.ts";
 
-export type State = "connecting" | "open" | "reconnecting" | "closed";
+import {
+  type ClientOptions, type CloseInfo, type Data, type DataInput, type Events, type MessageInfo, type RequestHandler, type State, type WebSocketConstructor,
+  type WebSocketLike, WsgateError,
+} from "./types.ts";
+import { decode, encode, frame, resolveUrl, withToken } from "./wire.ts";
 
-/** Text travels as a string, anything else as bytes (base64 on the wire). */
-export type Data = string | Uint8Array;
-export type DataInput = string | Uint8Array | ArrayBuffer | ArrayBufferView;
-
-/**
- * An event handler property, checked bivariantly (as the DOM's own are), so a real
- * WebSocket whose handlers take a full MessageEvent or CloseEvent is accepted.
- */
-type Handler<E> = { bivarianceHack(ev: E): void }["bivarianceHack"];
-
-/** The part of the WHATWG WebSocket the client uses. */
-export interface WebSocketLike {
-  readonly readyState: number;
-  readonly protocol: string;
-  binaryType: string;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  onopen: Handler<any> | null;
-  onmessage: Handler<{ data: unknown }> | null;
-  onclose: Handler<{ code: number; reason: string }> | null;
-  onerror: Handler<any> | null;
-}
-
-export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
-
-export type ClientOptions = {
-  /**
-   * Production mode: the JWT, sent as a query parameter (browsers cannot set headers on a
-   * WebSocket; cookies are sent by the browser itself). A function is called before every
-   * connection attempt, so an expired token (close 4001) is replaced by a fresh one.
-   */
-  token?: string | (() => string | Promise<string>);
-  /** the gateway's WSGATE_JWT_QUERY_PARAM; default `access_token` */
-  tokenParam?: string;
-  /** the WebSocket class where the runtime has none (Node 20: `import WebSocket from "ws"`) */
-  WebSocket?: WebSocketConstructor;
-  /** builds the socket yourself, e.g. to add headers where the runtime allows it */
-  createWebSocket?: (url: string, protocols: string[]) => WebSocketLike;
-  /** reconnect delays: a random wait between 0 and min(maxMs, initialMs * 2^attempt); defaults 250 ms and 30 s */
-  backoff?: { initialMs?: number; maxMs?: number };
-  /** give up (state `closed`) after this many failed attempts in a row; default never */
-  maxAttempts?: number;
-  /** default timeout of request(); default 10 s */
-  requestTimeoutMs?: number;
-  /** the last `seq` an earlier session saw (kept by the app): delivery resumes after it */
-  lastSeq?: number;
-  /** frames kept while not connected; past it send() and request() throw; default 1000 */
-  maxQueued?: number;
-};
-
-export type CloseInfo = {
-  code: number;
-  reason: string;
-  /** false when the client stays closed: close() was called, or the code is terminal (shouldReconnect) */
-  reconnect: boolean;
-  /** wait before the next attempt */
-  delayMs: number;
-};
-
-/** `group` names the group a group message came through; `broadcast` marks a message to every connection of the service. */
-export type MessageInfo = { seq?: number; group?: string; broadcast?: true };
-export type RequestInfo = { id: string };
-/** Answers a service's request; the returned value (or promise) is the reply, a throw becomes an error. */
-export type RequestHandler = (data: Data, info: RequestInfo) => DataInput | void | Promise<DataInput | void>;
-
-type Events = {
-  state: (state: State) => void;
-  open: () => void;
-  close: (info: CloseInfo) => void;
-  message: (data: Data, info: MessageInfo) => void;
-  /** an error frame that belongs to no call of this client (e.g. a frame the gateway refused) */
-  error: (err: WsgateError) => void;
-};
-
-/** A failed request(), or an error frame from the gateway. `code` is the protocol's error code. */
-export class WsgateError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = "WsgateError";
-  }
-}
+export type {
+  ClientOptions, CloseInfo, Data, DataInput, MessageInfo, RequestHandler, RequestInfo, State, WebSocketConstructor, WebSocketLike,
+} from "./types.ts";
+export { WsgateError } from "./types.ts";
 
 type Call = { resolve: (d: Data) => void; reject: (e: WsgateError) => void; timer: ReturnType<typeof setTimeout>; sent: boolean };
 type Queued = { frame: string; call: string | null };
@@ -439,39 +363,4 @@ export class WsgateClient {
 /** Opens a client; it connects (and reconnects) by itself. */
 export function connect(url: string, options?: ClientOptions): WsgateClient {
   return new WsgateClient(url, options);
-}
-
-/** Every frame the client sends is one of the protocol's. */
-function frame(f: ClientFrame): string {
-  return JSON.stringify(f);
-}
-
-function resolveUrl(url: string): string {
-  const loc = (globalThis as { location?: { protocol: string; host: string } }).location;
-  if (!url.startsWith("/") || !loc) return url;
-  return (loc.protocol === "https:" ? "wss://" : "ws://") + loc.host + url;
-}
-
-function withToken(url: string, token: string | undefined, param: string): string {
-  if (!token) return url;
-  const u = new URL(url);
-  u.searchParams.set(param, token);
-  return u.toString();
-}
-
-function encode(d: DataInput): { data: string; encoding?: "base64" } {
-  if (typeof d === "string") return { data: d };
-  const bytes = d instanceof Uint8Array ? d : d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000) as unknown as number[]);
-  return { data: btoa(s), encoding: "base64" };
-}
-
-function decode(f: { data?: unknown; encoding?: unknown }): Data {
-  const data = typeof f.data === "string" ? f.data : "";
-  if (f.encoding !== "base64") return data;
-  const bin = atob(data);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
 }
