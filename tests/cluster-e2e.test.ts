@@ -81,11 +81,15 @@ for (const [bi, broker] of BROKERS.entries()) for (const RUNTIME of RUNTIMES) de
     await waitFor("online", () => eventsOf("ev2").some((e) => e.event === "online"));
     const b = await bunClient(gws[1].ws, { Cookie: cookie("e2e", "ev2") });
     await waitFor("two connects", () => eventsOf("ev2").filter((e) => e.event === "connect").length === 2);
-    // b's online check has to have seen a's earlier socket before a goes
-    await waitFor("b present", async () => (await json(gws[2], "/v1/presence/e2e/ev2")).body.connections.length === 2);
-    await Bun.sleep(50);
+    // b's online check has to have seen a's earlier socket before a goes. Sentinel: a node sends
+    // a user's events in order, behind the user's online check; a second socket's connect on b's
+    // node comes after that check has decided.
+    const b2 = await bunClient(gws[1].ws, { Cookie: cookie("e2e", "ev2") });
+    await waitFor("the sentinel's connect", () => eventsOf("ev2").filter((e) => e.event === "connect").length === 3);
+    b2.close();
+    await waitFor("the sentinel's disconnect", () => eventsOf("ev2").some((e) => e.event === "disconnect"));
     a.close();
-    await waitFor("a's disconnect", () => eventsOf("ev2").some((e) => e.event === "disconnect"));
+    await waitFor("a's disconnect", () => eventsOf("ev2").some((e) => e.event === "disconnect" && e.node === gws[0].nodeId));
     await waitFor("a gone from presence", async () => (await json(gws[2], "/v1/presence/e2e/ev2")).body.connections.length === 1);
     expect(eventsOf("ev2").filter((e) => e.event === "offline")).toEqual([]);
     b.close();
@@ -145,8 +149,12 @@ for (const [bi, broker] of BROKERS.entries()) for (const RUNTIME of RUNTIMES) de
     const r = await gws[0].fetch(`/v1/connections/tabs/t/${second}`, { method: "POST", body: "only tab 2" });
     expect(r.status).toBe(200);
     expect((await t2.waitFor(1))[0].data).toBe("only tab 2");
-    await Bun.sleep(100);
-    expect(t1.received).toEqual([]);
+    // Sentinel: a message to the user from the same node, after; a stray copy for tab 1 came first.
+    expect((await gws[0].fetch("/v1/publish/tabs/t", { method: "POST", body: "to both tabs" })).status).toBe(202);
+    await t1.waitFor(1);
+    await t2.waitFor(2);
+    expect(t1.received.map((m) => m.data)).toEqual(["to both tabs"]);
+    expect(t2.received.map((m) => m.data)).toEqual(["only tab 2", "to both tabs"]);
     t2.close();
     await waitFor("tab 2 gone", async () => (await json(gws[2], "/v1/presence/tabs/t")).body.connections.length === 1);
     const gone = await gws[0].fetch(`/v1/connections/tabs/t/${second}`, { method: "POST", body: "late" });
@@ -170,7 +178,10 @@ for (const [bi, broker] of BROKERS.entries()) for (const RUNTIME of RUNTIMES) de
     const all = await json(gws[0], "/v1/connections/ctl/u?mode=terminal", { method: "DELETE" });
     expect(all.body.closed).toBe(1);
     await waitFor("b closed for good", () => b.client.state === "closed");
-    await Bun.sleep(300);
+    // A reconnect would be a timer of at most the backoff ceiling (sdkClient: 500 ms) set at the
+    // close; timers fire in deadline order, so it would have started before this one ends.
+    await Bun.sleep(501);
+    expect([a.client.state, b.client.state]).toEqual(["closed", "closed"]);
     expect([a.opens, b.opens]).toEqual([2, 2]);
     const unknown = await gws[0].fetch(`/v1/connections/ctl/u/${gws[1].nodeId}.zzz-9`, { method: "DELETE" });
     expect(unknown.status).toBe(404);

@@ -156,8 +156,14 @@ for (const { runtime, label, env: runtimeEnv, unloadable } of VARIANTS) {
       expect(await count()).toBe(1);
       a.close();
       await a.closed;
-      await Bun.sleep(100);
+      await waitFor("a's close handled", async () => (await gw.metric("wsgate_connections")) === 1);
+      // Sentinel: a later first connection's SUB leaves the gateway's broker link behind any
+      // UNSUB that a's close caused; once the server holds it, that UNSUB would have landed.
+      const mark = await bunClient(gw.ws, { Cookie: cookie(svc, "carol-mark") });
+      await waitFor("the sentinel's subscription", async () => (await bp.subs(gw.nodeId, `ws.recv.${svc}.carol-mark`)) === 1);
       expect(await count()).toBe(1);
+      mark.close();
+      await waitFor("the sentinel gone", async () => (await gw.metric("wsgate_connections")) === 1);
       await bp.publish(subject, "only b");
       expect((await b.waitFor(2))[1].data).toBe("only b");
       b.close();
@@ -244,8 +250,10 @@ for (const { runtime, label, env: runtimeEnv, unloadable } of VARIANTS) {
       expect((await a1.waitFor(21)).slice(0, 20).map((m) => m.data)).toEqual(want);
       expect((await a2.waitFor(21)).slice(0, 20).map((m) => m.data)).toEqual(want);
       expect(a1.received[20]).toEqual({ data: new Uint8Array([0xff, 0, 1]), binary: true });
-      await Bun.sleep(100);
-      expect(b.received.length).toBe(0);
+      // Sentinel: a message for u2 published after u1's; anything of u1's that reached b came before it.
+      await fetch(`${gw.http}/v1/publish/s1/u2`, { method: "POST", body: "for u2" });
+      await b.waitFor(1);
+      expect(b.received.map((m) => m.data)).toEqual(["for u2"]);
       expect(await gw.metric("wsgate_users")).toBe(2);
       expect(await gw.metric("wsgate_connections")).toBe(3);
       for (const c of [a1, a2, b]) c.close();

@@ -208,7 +208,11 @@ for (const runtime of RUNTIMES) {
         await nc.flush();
         const r = await pausableReader(g.port, { Cookie: cookie(svc, "paced") });
         r.pause();
-        await Bun.sleep(1_500); // a reader that looks away for a while
+        // A reader that looks away once the backlog is coming ...
+        await waitFor("the backlog under way", async () => (await g.metric("wsgate_messages_out_total")) > 0, 20_000);
+        // ... for a second, in which a gateway that did not pace would overrun the limit fifty
+        // times over. (Backpressure is no signal to wait on: a paced Deno socket never counts it.)
+        await Bun.sleep(1_000);
         r.resume();
         await waitFor("the whole backlog", () => r.texts.length >= 200 || r.closeCode() !== 0, 30_000);
         expect(r.closeCode()).toBe(0);

@@ -40,12 +40,15 @@ test("a publish reaches exactly the right sockets across two nodes", async () =>
   expect((await u1a.waitFor(50)).map((m) => m.data)).toEqual(want);
   expect((await u1b.waitFor(50)).map((m) => m.data)).toEqual(want);
   expect((await u2a.waitFor(1)).map((m) => m.data)).toEqual(["u2-only"]);
-  await Bun.sleep(150);
-  expect(u1a.received.length).toBe(50);
-  expect(u1b.received.length).toBe(50);
-  expect(u2a.received.length).toBe(1);
-  // Node b delivered only u1's 50 messages: u2's message never crossed to it.
-  expect(await b.metric("wsgate_messages_out_total")).toBe(50);
-  expect(await a.metric("wsgate_messages_out_total")).toBe(51);
+  // Sentinel: an end mark on each subject from the same connection; a repeat would come before it.
+  nc.publish("ws.recv.multi.u1", new TextEncoder().encode("u1-end"));
+  nc.publish("ws.recv.multi.u2", new TextEncoder().encode("u2-end"));
+  await waitFor("the end marks", () => [u1a, u1b, u2a].every((c) => c.received.some((m) => m.data === "u1-end" || m.data === "u2-end")));
+  expect(u1a.received.map((m) => m.data)).toEqual([...want, "u1-end"]);
+  expect(u1b.received.map((m) => m.data)).toEqual([...want, "u1-end"]);
+  expect(u2a.received.map((m) => m.data)).toEqual(["u2-only", "u2-end"]);
+  // Node b delivered only u1's messages: u2's never crossed to it.
+  expect(await b.metric("wsgate_messages_out_total")).toBe(51);
+  expect(await a.metric("wsgate_messages_out_total")).toBe(53);
   for (const c of [u1a, u1b, u2a]) c.close();
 });

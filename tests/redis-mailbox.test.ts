@@ -235,7 +235,7 @@ describe("Redis mailbox specifics (bun)", () => {
       expect(texts(c)).toEqual(range(5, 10));
       c.close();
       await rc.fcall("wsgate_send", 1, "ws.mailbox.lim.aged", "old");
-      await Bun.sleep(1_100);
+      await Bun.sleep(1_100); // "old" ages past WSGATE_MAILBOX_MAX_AGE_S (1 s, the least it can be)
       await rc.fcall("wsgate_send", 1, "ws.mailbox.lim.aged", "fresh");
       expect((await rc.xrange("ws.mailbox.lim.aged", "-", "+")).map(([, f]) => f[1])).toEqual(["fresh"]);
       // A user's whole stream goes once its newest message is past the age limit.

@@ -461,8 +461,8 @@ for (const runtime of RUNTIMES) {
         expect(statuses.filter((s) => s === 400).length).toBeGreaterThanOrEqual(5);
         expect(await gw.metric('wsgate_upgrades_refused_total{reason="upgrade_rate"}')).toBe(statuses.filter((s) => s === 503).length);
         expect(retryAfter.every((v) => v === "1")).toBe(true);
-        // The bucket refills: a second later upgrades go through again.
-        await Bun.sleep(1_100);
+        // The bucket refills: a client that waits the Retry-After it was given gets in.
+        await Bun.sleep(Number(retryAfter[0]) * 1_000);
         const c = await client(gw, { Cookie: "service=rate; user=u1" });
         c.ws.close();
       } finally {
@@ -477,7 +477,7 @@ for (const runtime of RUNTIMES) {
       let attacker: Subprocess<"ignore", "pipe", "inherit"> | null = null;
       try {
         const ref = await referenceUser(gw, { Cookie: "service=abuse; user=ref" }, "abuse", "ref");
-        await Bun.sleep(300);
+        await waitFor("the reference user's traffic flowing", () => ref.client.received.length >= 20);
         const baseline = rssMiB(gw.proc.pid);
         const sampler = rssSampler(gw.proc.pid);
         // The attack runs in its own process, as an attacker would: its work does not stall this
@@ -517,7 +517,7 @@ for (const runtime of RUNTIMES) {
       try {
         await waitFor("stalled reader subscribed", async () => (await nats.subsOf(gw.nodeId)).includes("ws.recv.abuse.stalled"));
         const ref = await referenceUser(gw, { Cookie: "service=abuse; user=ref" }, "abuse", "ref");
-        await Bun.sleep(300);
+        await waitFor("the reference user's traffic flowing", () => ref.client.received.length >= 20);
         const baseline = rssMiB(gw.proc.pid);
         const sampler = rssSampler(gw.proc.pid);
         const total = 100 * 1024 * 1024;

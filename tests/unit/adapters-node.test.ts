@@ -6,6 +6,7 @@ import { httpHandler, MAX_BODY, readRequest, reply, watch } from "../../adapters
 import { sendStatus, uwsTransport, type WS } from "../../adapters/node/transport.ts";
 import { closeCode } from "../../adapters/shared/close-code.ts";
 import { corksAsyncUpgrades, loadUws } from "../../adapters/node/uws.ts";
+import { waitFor } from "../helpers/procs.ts";
 
 describe("node transport", () => {
   test("uWS's send result maps to the gateway's: 1 sent, 0 queued behind backpressure, 2 dropped", () => {
@@ -70,10 +71,6 @@ function fakeResponse() {
   return { res, out, handlers };
 }
 
-const until = async (what: () => boolean) => {
-  for (let i = 0; i < 200 && !what(); i++) await new Promise((r) => setTimeout(r, 5));
-};
-
 describe("node HTTP bridge", () => {
   test("a uWS request becomes a web request: method, host, path, query, and several Cookie lines joined with '; '", () => {
     const head = readRequest(fakeRequest("POST", "/v1/publish/s/u", [["host", "gw:8080"], ["cookie", "service=s1"], ["cookie", "user=u1"], ["x-a", "1"]], "q=2"));
@@ -107,9 +104,9 @@ describe("node HTTP bridge", () => {
     const body = new ReadableStream<Uint8Array>({ start: (c) => void (push = c) });
     push.enqueue(new TextEncoder().encode("data: 1\n\n"));
     const done = reply(res, watch(res, null), new Response(body, { headers: { "content-type": "text/event-stream" } }));
-    await until(() => out.chunks.length === 1);
+    await waitFor("the first chunk written", () => out.chunks.length === 1);
     push.enqueue(new TextEncoder().encode("data: 2\n\n"));
-    await until(() => out.chunks.length === 2);
+    await waitFor("the second chunk written", () => out.chunks.length === 2);
     push.close();
     await done;
     expect(out.chunks).toEqual(["data: 1\n\n", "data: 2\n\n"]);
@@ -132,7 +129,7 @@ describe("node HTTP bridge", () => {
     httpHandler(app)(res, fakeRequest("POST", "/v1/publish/s/u", [["host", "gw"]]));
     handlers.data!(new TextEncoder().encode("hello ").buffer as ArrayBuffer, false);
     handlers.data!(new TextEncoder().encode("world").buffer as ArrayBuffer, true);
-    await until(() => out.ended);
+    await waitFor("the response ended", () => out.ended);
     expect(seen).toEqual(["POST hello world"]);
     expect(out.status).toBe("202 Accepted");
   });

@@ -21,6 +21,24 @@ function start(broker: EmbeddedBroker, ...ids: string[]): FakeNode[] {
   return made;
 }
 
+/**
+ * Resolves once `node` has announced itself `n` times after `since` (epoch ms). A node publishes
+ * in order, and its membership loop announces at the start of a tick: whatever the node
+ * published in an earlier tick (a node-down event) came before that announce.
+ */
+async function announced(broker: EmbeddedBroker, node: string, since: number, n = 1) {
+  let heard = 0;
+  const stop = broker.listen("ws.nodes.announce", (_s, data) => {
+    const a = JSON.parse(new TextDecoder().decode(data)) as { node: string; at: number };
+    if (a.node === node && a.at > since) heard++;
+  });
+  try {
+    await waitFor(`${n} announces of ${node}`, () => heard >= n);
+  } finally {
+    stop();
+  }
+}
+
 const allSee = (ns: FakeNode[], count: number) => waitFor(`every node sees ${count}`, () => ns.every((n) => n.cluster.members.live().length === count));
 
 afterEach(() => {
@@ -51,7 +69,10 @@ describe("membership", () => {
     await waitFor("b dropped by a and c", () => !ns[0].cluster.members.isLive("b") && !ns[2].cluster.members.isLive("b"));
     expect(Date.now() - t0).toBeLessThan(ns[0].cluster.members.downAfterMs + 1_000);
     await waitFor("node-down event", () => events.some((e) => e.event === "node-down"));
-    await Bun.sleep(200);
+    // Sentinel: a and c each drop b in one tick and publish (or not) in it; an announce of each
+    // from a later tick comes after anything that tick published.
+    const since = Date.now();
+    await Promise.all([announced(broker, "a", since), announced(broker, "c", since)]);
     const down = events.filter((e) => e.event === "node-down");
     expect(down.length).toBe(1);
     expect(down[0]).toMatchObject({ node: "b", connections: 1, users: 1, reportedBy: "a" });
@@ -62,8 +83,11 @@ describe("membership", () => {
     const ns = start(broker, "a", "b");
     await allSee(ns, 2);
     ns[1].cluster.leave();
+    const left = Date.now();
     await waitFor("b gone", () => !ns[0].cluster.members.isLive("b"), 100);
-    await Bun.sleep(300);
+    // Sentinel: had a kept b, a tick past b's silence bound would report it. The second announce
+    // of a after that bound comes from a later tick than the first one past it.
+    await announced(broker, "a", left + ns[0].cluster.members.downAfterMs, 2);
     expect(events.filter((e) => e.event === "node-down")).toEqual([]);
   });
 });
@@ -147,11 +171,9 @@ describe("events", () => {
       ns[0].open("s", `r${i}`);
       ns[1].open("s", `r${i}`);
     }
-    await waitFor("online checks done", async () => {
-      await Bun.sleep(100);
-      return events.filter((e) => e.event === "online").length >= 20;
-    });
-    await Bun.sleep(300);
+    await waitFor("onlines", () => events.filter((e) => e.event === "online").length >= 20);
+    // An online is published by the check that decides it: with none in flight on either node, all are in.
+    await Promise.all([ns[0].cluster.settled(), ns[1].cluster.settled()]);
     for (let i = 0; i < 20; i++) expect(events.filter((e) => e.event === "online" && e.user === `r${i}`).length).toBe(1);
   });
 
@@ -166,7 +188,8 @@ describe("events", () => {
     await ns[1].cluster.settled();
     ns[0].drop(ca);
     await waitFor("a's disconnect", () => events.filter((e) => e.event === "disconnect").length === 1);
-    await Bun.sleep(300);
+    // a's offline check (asking b) has decided once nothing is in flight on a.
+    await ns[0].cluster.settled();
     expect(events.filter((e) => e.event === "offline")).toEqual([]);
     expect(events.filter((e) => e.event === "online").length).toBe(1);
     ns[1].drop(cb);
@@ -191,8 +214,11 @@ describe("events", () => {
     a.join(broker, { events: false });
     nodes.push(a);
     a.drop(a.open("s", "u1"));
-    await Bun.sleep(200);
-    expect(events).toEqual([]);
+    await a.cluster.settled();
+    // Sentinel: an event published after the connection's; the tap hears it, and nothing before it.
+    broker.publish("ws.events.s.u1", new TextEncoder().encode('{"event":"sentinel"}'));
+    await waitFor("the sentinel", () => events.length > 0);
+    expect(events).toEqual([{ event: "sentinel" }]);
   });
 });
 

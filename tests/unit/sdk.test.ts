@@ -121,6 +121,8 @@ test("a terminal close code ends the client whatever its reason text; a draining
   expect(a.client.state).toBe("closed");
   expect(infos[1]).toMatchObject({ code: 4100, reconnect: false });
   expect(a.client.lastClose).toEqual({ code: 4100, reason: "a reason text the client has never seen" });
+  // A reconnect would be a timer of at most the backoff ceiling (40 ms) set at the close;
+  // timers fire in deadline order, so it would have run before this one.
   await Bun.sleep(60);
   expect(a.sockets.length).toBe(2);
 });
