@@ -80,6 +80,23 @@ export class Users {
     return this.map.values();
   }
 
+  /** Every socket of a user here, from a copy of its list: `fn` may close sockets. */
+  eachConn(svc: string, user: string, fn: (conn: Conn) => void): void {
+    const entry = this.map.get(this.subjectOf(svc, user));
+    if (entry) for (const conn of connsOf(entry)) fn(conn);
+  }
+
+  /** Every socket of a service here; `fn` must not open or close sockets. A loop over every user of the node. */
+  eachOfService(svc: string, fn: (conn: Conn) => void): void {
+    const head = this.subjectOf(svc, "");
+    for (const entry of this.map.values()) {
+      if (!entry.key.startsWith(head)) continue;
+      const c = entry.conns;
+      if (c instanceof Conn) fn(c);
+      else for (let i = 0; i < c.length; i++) fn(c[i]);
+    }
+  }
+
   /** `<svc>.<user>` of a user, from the subject this node watches. */
   svcUser(entry: UserEntry): string {
     return entry.key.slice(this.keyPrefixLength);
