@@ -18,7 +18,8 @@ import { type HeaderScan, scanHeaders } from "./nats-headers.ts";
  */
 export class LeanSub {
   sid = 0;
-  constructor(readonly subject: string) {}
+  /** written again only by NatsBroker.renewed (an equal string) */
+  constructor(public subject: string) {}
   declare readonly callback: MsgCallback<Msg>;
   declare readonly queue: string | undefined;
   /**

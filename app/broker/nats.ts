@@ -280,6 +280,10 @@ export class NatsBroker implements Broker {
     if (sub && !sub.isClosed()) sub.unsubscribe();
   }
 
+  renewed(handle: unknown, subject: string) {
+    if (handle instanceof LeanSub) handle.subject = subject;
+  }
+
   async close() {
     this.stopping = true;
     const nc = this.nc;

@@ -87,7 +87,11 @@ export class Gateway {
     this.publisher = new ClientPublisher(this.broker, transport, metrics, config.nodeId, subjects.send("", "").slice(0, -1), svcUser);
     const mailbox = this.mailbox;
     const resume = mailbox ? (conn: Conn, after?: number) => mailbox.resume(conn, after) : (conn: Conn, after?: number) => noMailboxResume(transport, conn, after);
-    this.burst = new BurstCollector(transport.collectGarbage, () => metrics.connections);
+    // After a burst of connections: the users' keys made again side by side, then a full collection (users.ts renewKeys).
+    const gc = transport.collectGarbage;
+    const renewed = this.broker.renewed?.bind(this.broker) ?? (() => {});
+    const compact = gc && (() => (this.users.renewKeys((e) => renewed(e.handle, e.key)), gc()));
+    this.burst = new BurstCollector(compact, () => metrics.connections);
     this.rpc = new Rpc({ config, metrics, transport, subjects, broker: this.broker, publisher: this.publisher, svcUser, resume });
     const made = deps.cluster?.(this.broker, { nodeId: config.nodeId, users: this.users, subjectOf: deps.mailbox ? subjects.live : subjects.recv, transport, metrics, gateway: this });
     this.cluster = made?.cluster ?? null;
