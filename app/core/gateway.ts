@@ -26,6 +26,7 @@ import { ClientPublisher } from "./publish.ts";
 import type { Subjects } from "./subjects.ts";
 import type { Transport } from "./transport.ts";
 import { addConn, connCount, connsOf, removeConn, Users } from "./users.ts";
+import { Batched } from "../util/batched.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { connNumbers } from "../cluster/connid.ts";
 import type { Lifecycle } from "../cluster/gateway-node.ts";
@@ -65,6 +66,7 @@ export class Gateway {
   /** the connect/disconnect hooks; null when WSGATE_EVENTS=off */
   private readonly lifecycle: Lifecycle | null;
   private readonly nextConnId = connNumbers();
+  private readonly spareConns = new Batched(() => new Conn(null));
 
   constructor(deps: GatewayDeps) {
     const { config, transport, metrics, subjects } = deps;
@@ -161,7 +163,8 @@ export class Gateway {
       this.metrics.refused.user_full++;
       return { status: 429, reason: "user_full", error: `this user already holds ${max} connections on this node (WSGATE_MAX_CONNS_PER_USER)` };
     }
-    const conn = new Conn(identity);
+    const conn = this.spareConns.take();
+    conn.pending = identity;
     if (envelope) conn.envelope = true;
     const full = nodeFull(this.metrics, this.config.maxConnections);
     if (full) {
@@ -190,7 +193,7 @@ export class Gateway {
       return;
     }
     if (!entry) {
-      entry = { key, conns: conn, handle: null, lastSeq: -1, safeSeq: 0, held: null };
+      entry = this.users.create(key, conn);
       // Interest first, then the backlog: a message stored after this point arrives live.
       entry.handle = this.broker.watch(key);
       this.users.add(entry);

@@ -3,6 +3,7 @@
 import { Conn, type UserEntry } from "./conn.ts";
 import type { Identity } from "../security/identity.ts";
 import { removeUnordered } from "../util/unordered.ts";
+import { Batched } from "../util/batched.ts";
 
 export function connCount(entry: UserEntry): number {
   const c = entry.conns;
@@ -45,6 +46,7 @@ const utf8e = new TextEncoder();
 
 export class Users {
   private readonly map = new Map<string, UserEntry>();
+  private readonly spare = new Batched<UserEntry>(() => ({ key: "", conns: NO_CONNS, handle: null, lastSeq: -1, safeSeq: 0, held: null }));
   /** length of what precedes `<svc>.<user>` in a watched subject */
   private readonly keyPrefixLength: number;
 
@@ -59,6 +61,14 @@ export class Users {
 
   keyOf(id: Identity): string {
     return this.subjectOf(id.svc, id.user);
+  }
+
+  /** A new entry for a user's first socket here, not yet added; made in batches (util/batched.ts). */
+  create(key: string, conn: Conn): UserEntry {
+    const entry = this.spare.take();
+    entry.key = key;
+    entry.conns = conn;
+    return entry;
   }
 
   get(key: string): UserEntry | undefined {
