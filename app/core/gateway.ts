@@ -66,6 +66,7 @@ export class Gateway {
   /** the connect/disconnect hooks; null when WSGATE_EVENTS=off */
   private readonly lifecycle: Lifecycle | null;
   private readonly nextConnId = connNumbers();
+  /** Conns are made in batches (util/batched.ts) */
   private readonly spareConns = new Batched(() => new Conn(null));
 
   constructor(deps: GatewayDeps) {
