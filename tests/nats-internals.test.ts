@@ -50,6 +50,17 @@ describe("nats.js internals on the installed client", () => {
     await waitFor("the UNSUB at the server", async () => !(await nats.subsOf(NAME)).includes("ws.recv.s1.lean"));
   });
 
+  test("a subscription given its subject again as a fresh string (Users.renewKeys) still delivers and unwatches", async () => {
+    const handle = broker.watch("ws.recv.s1.renew") as LeanSub;
+    await waitFor("the SUB at the server", async () => (await nats.subsOf(NAME)).includes("ws.recv.s1.renew"));
+    broker.renewed(handle, new TextDecoder().decode(new TextEncoder().encode("ws.recv.s1.renew")));
+    expect(handle.subject).toBe("ws.recv.s1.renew");
+    nc.publish("ws.recv.s1.renew", "after");
+    await waitFor("delivered under the renewed subject", () => delivered.find((d) => d.subject === "ws.recv.s1.renew" && d.data === "after"));
+    broker.unwatch(handle);
+    await waitFor("the UNSUB at the server", async () => !(await nats.subsOf(NAME)).includes("ws.recv.s1.renew"));
+  });
+
   test("headers are read from the raw message bytes: sequences and frame hint, no fallback", async () => {
     broker.watch("ws.recv.s1.raw");
     await waitFor("the SUB at the server", async () => (await nats.subsOf(NAME)).includes("ws.recv.s1.raw"));

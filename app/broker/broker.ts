@@ -35,6 +35,11 @@ export interface Broker {
   watch(subject: string): unknown;
   unwatch(handle: unknown): void;
   /**
+   * The watched subject again, as a fresh string equal to the one given to watch (Users.renewKeys):
+   * a broker that keeps the subject keeps this one from now on, so the old one can be collected.
+   */
+  renewed?(handle: unknown, subject: string): void;
+  /**
    * Service → client requests on one exact subject (wsgate.v1). The nodes serving a user
    * share it as a queue group, so each request reaches one node; unwatch() drops it.
    */

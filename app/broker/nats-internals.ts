@@ -18,7 +18,8 @@ import { type HeaderScan, scanHeaders } from "./nats-headers.ts";
  */
 export class LeanSub {
   sid = 0;
-  constructor(readonly subject: string) {}
+  /** set when taken from a batch (made blank), and again by NatsBroker.renewed (an equal string) */
+  constructor(public subject: string) {}
   declare readonly callback: MsgCallback<Msg>;
   declare readonly queue: string | undefined;
   /**

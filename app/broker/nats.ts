@@ -10,6 +10,7 @@ import type { NatsLink } from "./nats-link.ts";
 import { downSignal, publishStored } from "./nats-stored.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
+import { Batched } from "../util/batched.ts";
 
 /** The queue group of service → client request subscriptions: one node answers each request. */
 const REQUEST_QUEUE = "wsgate";
@@ -25,6 +26,9 @@ export class NatsBroker implements Broker {
   /** lean subscriptions of user subjects and of request subjects: each kind shares its callback and queue */
   private readonly UserSub: LeanSubKind;
   private readonly RequestSub: LeanSubKind;
+  /** each kind made in batches (util/batched.ts) */
+  private readonly spareSubs: Batched<LeanSub>;
+  private readonly spareRequestSubs: Batched<LeanSub>;
   private readonly onAnswer: MsgCallback<Msg>;
   private readonly inbox = createInbox();
   private inboxOn: NatsConnection | null = null;
@@ -88,6 +92,9 @@ export class NatsBroker implements Broker {
     // by the same expression a hidden prototype field (16 bytes more each).
     this.UserSub = LeanSub.kind(class extends LeanSub {}, this.onMsg);
     this.RequestSub = LeanSub.kind(class extends LeanSub {}, this.onRequest, REQUEST_QUEUE);
+    const [UserSub, RequestSub] = [this.UserSub, this.RequestSub];
+    this.spareSubs = new Batched(() => new UserSub(""));
+    this.spareRequestSubs = new Batched(() => new RequestSub(""));
     this.frames = new OutboundBatch(
       (commands, msgs, write) => {
         // A connection that closed since the frames were written loses them, as nats.js's own queue would.
@@ -253,7 +260,8 @@ export class NatsBroker implements Broker {
     if (!nc) return null;
     const proto = this.lean;
     if (!proto) return nc.subscribe(subject, { queue: Kind.prototype.queue, callback: Kind.prototype.callback });
-    const sub = new Kind(subject);
+    const sub = (Kind === this.UserSub ? this.spareSubs : this.spareRequestSubs).take();
+    sub.subject = subject;
     leanRegister(proto, sub);
     if (this.raw && this.batched) this.frames.sub(subject, sub.sid, sub.queue);
     else proto._sub(sub);
@@ -283,6 +291,10 @@ export class NatsBroker implements Broker {
     }
     const sub = handle as Subscription | null;
     if (sub && !sub.isClosed()) sub.unsubscribe();
+  }
+
+  renewed(handle: unknown, subject: string) {
+    if (handle instanceof LeanSub) handle.subject = subject;
   }
 
   async close() {

@@ -26,6 +26,7 @@ import { ClientPublisher } from "./publish.ts";
 import type { Subjects } from "./subjects.ts";
 import type { Transport } from "./transport.ts";
 import { addConn, connCount, connsOf, removeConn, Users } from "./users.ts";
+import { Batched } from "../util/batched.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { connNumbers } from "../cluster/connid.ts";
 import type { Lifecycle } from "../cluster/gateway-node.ts";
@@ -65,6 +66,8 @@ export class Gateway {
   /** the connect/disconnect hooks; null when WSGATE_EVENTS=off */
   private readonly lifecycle: Lifecycle | null;
   private readonly nextConnId = connNumbers();
+  /** Conns are made in batches (util/batched.ts) */
+  private readonly spareConns = new Batched(() => new Conn(null));
 
   constructor(deps: GatewayDeps) {
     const { config, transport, metrics, subjects } = deps;
@@ -82,19 +85,16 @@ export class Gateway {
     }) ?? null;
     this.broker = deps.broker(this.brokerHooks());
     const users = this.users;
-    this.groups =
-      deps.groups?.({
-        broker: this.broker,
-        eachConn(svc, user, fn) {
-          const entry = users.get(users.keyOf({ svc, user }));
-          if (entry) for (const conn of connsOf(entry)) fn(conn);
-        },
-      }) ?? null;
+    this.groups = deps.groups?.({ broker: this.broker, eachConn: (svc, user, fn) => users.eachConn(svc, user, fn), eachOfService: (svc, fn) => users.eachOfService(svc, fn) }) ?? null;
     const svcUser = (entry: UserEntry) => this.users.svcUser(entry);
     this.publisher = new ClientPublisher(this.broker, transport, metrics, config.nodeId, subjects.send("", "").slice(0, -1), svcUser);
     const mailbox = this.mailbox;
     const resume = mailbox ? (conn: Conn, after?: number) => mailbox.resume(conn, after) : (conn: Conn, after?: number) => noMailboxResume(transport, conn, after);
-    this.burst = new BurstCollector(transport.collectGarbage, () => metrics.connections);
+    // After a burst of connections: the users' keys made again side by side, then a full collection (users.ts renewKeys).
+    const gc = transport.collectGarbage;
+    const renewed = this.broker.renewed?.bind(this.broker) ?? (() => {});
+    const compact = gc && (() => (this.users.renewKeys((e) => renewed(e.handle, e.key)), gc()));
+    this.burst = new BurstCollector(compact, () => metrics.connections);
     this.rpc = new Rpc({ config, metrics, transport, subjects, broker: this.broker, publisher: this.publisher, svcUser, resume });
     const made = deps.cluster?.(this.broker, { nodeId: config.nodeId, users: this.users, subjectOf: deps.mailbox ? subjects.live : subjects.recv, transport, metrics, gateway: this });
     this.cluster = made?.cluster ?? null;
@@ -164,7 +164,8 @@ export class Gateway {
       this.metrics.refused.user_full++;
       return { status: 429, reason: "user_full", error: `this user already holds ${max} connections on this node (WSGATE_MAX_CONNS_PER_USER)` };
     }
-    const conn = new Conn(identity);
+    const conn = this.spareConns.take();
+    conn.pending = identity;
     if (envelope) conn.envelope = true;
     const full = nodeFull(this.metrics, this.config.maxConnections);
     if (full) {
@@ -193,7 +194,7 @@ export class Gateway {
       return;
     }
     if (!entry) {
-      entry = { key, conns: conn, handle: null, lastSeq: -1, safeSeq: 0, held: null };
+      entry = this.users.create(key, conn);
       // Interest first, then the backlog: a message stored after this point arrives live.
       entry.handle = this.broker.watch(key);
       this.users.add(entry);

@@ -14,11 +14,14 @@ import { MembershipRequests } from "./requests.ts";
 
 /** Every open socket of a user on this node that the gateway has told `opened` about. */
 export type EachConn = (svc: string, user: string, fn: (m: Member) => void) => void;
+/** Every such socket of a service on this node. */
+export type EachOfService = (svc: string, fn: (m: Member) => void) => void;
 
 /** What the groups module needs from the gateway's core. */
 export type GroupsCore = {
   broker: Pick<Broker, "watch" | "unwatch" | "publish" | "state" | "listen">;
   eachConn: EachConn;
+  eachOfService: EachOfService;
 };
 
 export type GroupsDeps = {
@@ -51,6 +54,7 @@ export class Groups {
     this.interest = new GroupInterest({
       watch: (s) => core.broker.watch(s),
       unwatch: (h) => core.broker.unwatch(h),
+      eachOfService: core.eachOfService,
       topics: d.topics,
       textAsString: d.textAsString,
       subjects: d.subjects,

@@ -2,6 +2,12 @@
 // group that has a member socket here (made with the first, dropped with the last) and one
 // per service it serves (broadcast). A message on one is handed to the runtime's topic
 // publish once per kind of socket (raw, envelope), never written socket by socket here.
+//
+// Sockets join a service's broadcast topic lazily: only once a broadcast for that service
+// has reached this node. A native topic subscription costs ~100 B of RSS per socket (Bun,
+// 10,000 idle sockets: 2,047 → 1,942 B/conn), paid by every socket of a service that may
+// never be broadcast to. The first broadcast joins every open socket of the service in one
+// loop (10,000 sockets of one service on Bun: 7–8 ms, once), later sockets join at open.
 import type { FrameHint } from "../broker/broker.ts";
 import { isUtf8 } from "../util/utf8.ts";
 import { BROADCAST_TAG, groupTag, taggedFrame, type Topics } from "./fanout.ts";
@@ -24,6 +30,8 @@ export type GroupStats = {
 
 export type InterestDeps = {
   watch(subject: string): unknown;
+  /** every socket of a service on this node that was counted by joinService and not yet by leaveService */
+  eachOfService(svc: string, fn: (m: Member) => void): void;
   unwatch(handle: unknown): void;
   topics: Topics;
   /** the runtime sends text frames only from strings (Transport.textAsString) */
@@ -41,6 +49,8 @@ class Slot {
   env = 0;
   readonly rawTopic: string;
   readonly envTopic: string;
+  /** the sockets counted here are joined to the topics; a service's broadcast slot waits for its first broadcast */
+  joined: boolean;
 
   constructor(
     readonly subject: string,
@@ -52,6 +62,7 @@ class Slot {
   ) {
     this.rawTopic = topic + RAW;
     this.envTopic = topic + ENV;
+    this.joined = bcastOf === "";
   }
 }
 
@@ -107,6 +118,7 @@ export class GroupInterest {
       return true;
     }
     s.groupMessages++;
+    if (!slot.joined) this.joinAll(slot);
     const text = hint !== "binary" && isUtf8(data);
     const topics = this.d.topics;
     if (slot.raw > 0) {
@@ -133,11 +145,18 @@ export class GroupInterest {
     }
     if (m.envelope) slot.env++;
     else slot.raw++;
-    this.d.topics.join(m.ws, m.envelope ? slot.envTopic : slot.rawTopic);
+    if (slot.joined) this.d.topics.join(m.ws, m.envelope ? slot.envTopic : slot.rawTopic);
+  }
+
+  /** A service's first broadcast here: every socket of the service joins its topic (once per slot). */
+  private joinAll(slot: Slot) {
+    slot.joined = true;
+    const topics = this.d.topics;
+    this.d.eachOfService(slot.bcastOf, (m) => topics.join(m.ws, m.envelope ? slot.envTopic : slot.rawTopic));
   }
 
   private remove(m: Member, slot: Slot) {
-    this.d.topics.leave(m.ws, m.envelope ? slot.envTopic : slot.rawTopic);
+    if (slot.joined) this.d.topics.leave(m.ws, m.envelope ? slot.envTopic : slot.rawTopic);
     if (m.envelope) slot.env--;
     else slot.raw--;
     if (slot.raw + slot.env > 0) return;

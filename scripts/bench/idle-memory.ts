@@ -6,6 +6,9 @@
 //   base      after start, a 200-connection warm-up, a full GC and a pause
 //   settled   with N connections, once RSS has been stable (< 0.5% change over 2 s; max 20 s)
 //   after GC  the same after a full GC in the server (preloaded gc-hook.ts, SIGUSR2)
+// The JS heap's growth is read after each full GC: live objects ("JS heap"), and the blocks the
+// heap holds ("heap blocks", its capacity): what the second has over the first is free space in
+// blocks that one live object keeps, e.g. a socket's long-lived object amid its upgrade's garbage.
 // Kernel memory is reported separately: /proc/meminfo Slab and /proc/net/sockstat deltas
 // between base and settled. On loopback both ends of every connection live in this kernel,
 // so "per connection" covers two sockets; noisy if anything else runs on the box.
@@ -44,6 +47,8 @@ type Run = {
   settleS: number;
   heapBase: number | null;
   heapAfter: number | null;
+  capBase: number | null;
+  capAfter: number | null;
   slab: number;
   sockUsed: number;
   tcpMem: number;
@@ -136,6 +141,8 @@ async function once(t: Target, nats: Nats, o: MemoryOptions, i: number): Promise
       settleS: st.seconds,
       heapBase: heap0?.heapSize ?? null,
       heapAfter: heap1?.heapSize ?? null,
+      capBase: heap0?.heapCapacity ?? null,
+      capAfter: heap1?.heapCapacity ?? null,
       slab: k1.slabBytes - k0.slabBytes,
       sockUsed: k1.sockUsed - k0.sockUsed,
       tcpMem: k1.tcpMemBytes - k0.tcpMemBytes,
@@ -185,6 +192,7 @@ export async function runIdleMemory(o: MemoryOptions) {
     const settled = per((r) => (r.settled - r.base) / r.open);
     const gc = per((r) => (r.afterGc - r.base) / r.open);
     const heap = per((r) => (r.heapAfter !== null && r.heapBase !== null ? (r.heapAfter - r.heapBase) / r.open : NaN));
+    const cap = per((r) => (r.capAfter !== null && r.capBase !== null ? (r.capAfter - r.capBase) / r.open : NaN));
     const slab = per((r) => r.slab / r.open);
     const tcpMem = per((r) => r.tcpMem / r.open);
     rows.push([
@@ -195,16 +203,17 @@ export async function runIdleMemory(o: MemoryOptions) {
       Number.isFinite(vsRef) ? `${fmt(vsRef, 2)}× ${ref}` : "",
       rs.map((r) => fmt((r.afterGc - r.base) / r.open)).join(" / "),
       fmt(heap),
+      fmt(cap),
       fmt(slab),
       fmt(slab / 2),
       fmt(tcpMem),
     ]);
-    summary[t] = { bytesPerConnSettled: Math.round(settled), bytesPerConnAfterGc: Math.round(gc), vsRef: Number.isFinite(vsRef) ? { ref, afterGc: vsRef, settled: vsRefSettled } : null, heapPerConn: Math.round(heap), kernelSlabPerConn: Math.round(slab), tcpMemPerConn: Math.round(tcpMem), runs: rs };
+    summary[t] = { bytesPerConnSettled: Math.round(settled), bytesPerConnAfterGc: Math.round(gc), vsRef: Number.isFinite(vsRef) ? { ref, afterGc: vsRef, settled: vsRefSettled } : null, heapPerConn: Math.round(heap), heapBlocksPerConn: Math.round(cap), kernelSlabPerConn: Math.round(slab), tcpMemPerConn: Math.round(tcpMem), runs: rs };
   }
   const node = o.targets.some((t) => (NODE_MEMORY_TARGETS as readonly string[]).includes(t));
   const out =
     `\nIdle memory per connection${node ? " on Node-uWS" : ""} (${o.conns} connections, distinct users; medians of ${o.repeat}; process RSS growth over the warmed-up baseline)\n` +
-    table(["server", "open", "B/conn settled", "B/conn after GC", "after GC vs ref", "after GC, each run", "JS heap B/conn", "kernel slab B/conn*", "≈ per socket", "tcp buf B/conn"], rows) +
+    table(["server", "open", "B/conn settled", "B/conn after GC", "after GC vs ref", "after GC, each run", "JS heap B/conn", "heap blocks B/conn", "kernel slab B/conn*", "≈ per socket", "tcp buf B/conn"], rows) +
     `\n* kernel: /proc/meminfo Slab delta per connection, both ends (client and server sockets are in this kernel); not in any RSS above.\n`;
   console.log(out);
   return summary;

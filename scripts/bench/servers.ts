@@ -9,7 +9,7 @@ import { cpuSeconds, rssBytes } from "./measure.ts";
 
 // ───────────────────────── servers under test ─────────────────────────
 
-export type HeapInfo = { heapSize: number; objectCount: number; extraMemorySize: number; rss: number; top: [string, number][] };
+export type HeapInfo = { heapSize: number; heapCapacity: number; objectCount: number; extraMemorySize: number; rss: number; top: [string, number][] };
 
 export type Server = {
   name: string;
@@ -168,7 +168,7 @@ export async function startServer(name: string, cmd: string[], env: Record<strin
         const hs = pids.map(readHook);
         if (hs.every((h, i) => h && h.at !== before[i])) {
           const sum = (f: (h: HeapInfo) => number) => hs.reduce((a, h) => a + (f(h!) || 0), 0);
-          return { heapSize: sum((h) => h.heapSize), objectCount: sum((h) => h.objectCount), extraMemorySize: sum((h) => h.extraMemorySize), rss: sum((h) => h.rss), top: hs[0]!.top ?? [] };
+          return { heapSize: sum((h) => h.heapSize), heapCapacity: sum((h) => h.heapCapacity), objectCount: sum((h) => h.objectCount), extraMemorySize: sum((h) => h.extraMemorySize), rss: sum((h) => h.rss), top: hs[0]!.top ?? [] };
         }
       }
       return null;

@@ -7,6 +7,7 @@ import { createGateway } from "../../app/startup.ts";
 import type { Conn } from "../../app/core/conn.ts";
 import type { Gateway } from "../../app/core/gateway.ts";
 import type { Transport } from "../../app/core/transport.ts";
+import { Users } from "../../app/core/users.ts";
 
 type Sock = { sent: (string | Uint8Array)[]; closed?: number };
 
@@ -44,6 +45,19 @@ test("fans a user's message out to each of the user's sockets only", async () =>
   gw.close(b.conn);
   expect(gw.metrics.users).toBe(1);
   expect(gw.metrics.connections).toBe(1);
+});
+
+test("users - renewed keys find the same entries, in the same order, and each is handed on once", async () => {
+  const users = new Users((svc, user) => `ws.recv.${svc}.${user}`);
+  const conn = {} as Conn;
+  for (const u of ["a", "b", "c"]) users.add({ key: `ws.recv.s.${u}`, conns: conn, handle: u, lastSeq: -1, safeSeq: 0, held: null });
+  const before = [...users.values()];
+  const handed: unknown[] = [];
+  users.renewKeys((e) => handed.push(e.handle));
+  expect(handed).toEqual(["a", "b", "c"]);
+  expect([...users.values()]).toEqual(before);
+  expect(users.get("ws.recv.s.b")).toBe(before[1]);
+  expect(users.svcUser(before[2])).toBe("s.c");
 });
 
 test("refuses upgrades before the broker ever connected", () => {

@@ -33,6 +33,9 @@ function setup(opts: { maxBroadcastsPerSec?: number; textAsString?: boolean } = 
       eachConn: (svc, user, fn) => {
         for (const m of open) if (m.svc === svc && m.user === user) fn(m);
       },
+      eachOfService: (svc, fn) => {
+        for (const m of open) if (m.svc === svc) fn(m);
+      },
     },
   );
   const g = groups;
@@ -97,6 +100,45 @@ test("broadcast - reaches every socket of the service and none of another servic
   expect(a.ws.got).toEqual(["all"]);
   expect(b.ws.got).toEqual(['{"type":"message","broadcast":true,"data":"all"}']);
   expect(other.ws.got).toEqual([]);
+});
+
+test("broadcast - sockets join the service's topic only with its first broadcast here; later ones at open", () => {
+  const t = setup();
+  const a = t.connect("s1", "u1");
+  const b = t.connect("s1", "u2", true);
+  const other = t.connect("s2", "u1");
+  expect(t.interest()).toEqual(["ws.bcast.s1", "ws.bcast.s2"]); // the broker subscription is there from the first socket
+  expect(t.topics.size("b:s1:raw") + t.topics.size("b:s1:env")).toBe(0);
+  t.publish("ws.bcast.s1", "first");
+  expect([t.topics.size("b:s1:raw"), t.topics.size("b:s1:env"), t.topics.size("b:s2:raw")]).toEqual([1, 1, 0]);
+  const late = t.connect("s1", "u3");
+  expect(t.topics.size("b:s1:raw")).toBe(2);
+  t.publish("ws.bcast.s1", "second");
+  expect(a.ws.got).toEqual(["first", "second"]);
+  expect(b.ws.got).toEqual(['{"type":"message","broadcast":true,"data":"first"}', '{"type":"message","broadcast":true,"data":"second"}']);
+  expect(late.ws.got).toEqual(["second"]);
+  expect(other.ws.got).toEqual([]);
+  t.disconnect(a);
+  t.disconnect(late);
+  expect(t.topics.size("b:s1:raw")).toBe(0);
+  t.disconnect(b);
+  expect(t.interest()).toEqual(["ws.bcast.s2"]);
+  // the service's last socket went with its slot: the next ones wait for a broadcast again
+  const again = t.connect("s1", "u4");
+  expect(t.topics.size("b:s1:raw")).toBe(0);
+  t.publish("ws.bcast.s1", "third");
+  expect(again.ws.got).toEqual(["third"]);
+});
+
+test("broadcast - a socket that left before the first broadcast is not joined by it", () => {
+  const t = setup();
+  const a = t.connect("s1", "u1");
+  const gone = t.connect("s1", "u2");
+  t.disconnect(gone);
+  t.publish("ws.bcast.s1", "x");
+  expect(a.ws.got).toEqual(["x"]);
+  expect(gone.ws.got).toEqual([]);
+  expect(t.topics.size("b:s1:raw")).toBe(1);
 });
 
 test("broadcast - past WSGATE_MAX_BROADCASTS_PER_SEC a node drops and counts, and the HTTP publish gets 429", () => {

@@ -21,7 +21,7 @@ function setup() {
       maxBroadcastsPerSec: 2,
       store: (changed) => new MemoryMembershipStore({ maxGroupsPerUser: 2, maxGroupMembers: 2 }, changed),
     },
-    { broker, eachConn: () => {} },
+    { broker, eachConn: () => {}, eachOfService: () => {} },
   );
   const app = new Hono();
   groupRoutes(app, groups);
@@ -111,7 +111,7 @@ test("routes - with Redis as the broker, a change before the store has its conne
     true,
   );
   const app = new Hono();
-  groupRoutes(app, make({ broker, eachConn: () => {} }));
+  groupRoutes(app, make({ broker, eachConn: () => {}, eachOfService: () => {} }));
   const put = await app.request("/v1/groups/s1/room/members/u1", { method: "PUT" });
   expect(put.status).toBe(503);
   expect(((await put.json()) as { error: string }).error).toContain("not connected yet (Redis)");
