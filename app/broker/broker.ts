@@ -19,6 +19,8 @@ export interface Broker {
   /** Begins connecting; never rejects: a broker that is down is retried in the background. */
   start(): Promise<void>;
   publish(subject: string, data: Uint8Array, headers?: Record<string, string>): void;
+  /** A text message without headers (a lifecycle event's JSON): the NATS broker writes it without encoding it first. */
+  publishText(subject: string, text: string): void;
   /**
    * A client's frame, with the Ws-Conn, Ws-Node and Ws-Frame headers: the inbound hot path, so
    * the broker may write it without building a headers object. Throws when it cannot be sent.

@@ -59,6 +59,10 @@ export class EmbeddedBroker implements Broker {
     if (this.exact.size > 0 || this.wild.length > 0) this.toListeners(subject, data, "", headers);
   }
 
+  publishText(subject: string, text: string) {
+    this.publish(subject, encoder.encode(text));
+  }
+
   publishReply(subject: string, data: Uint8Array, reply: string) {
     if (this.closed) throw new Error("embedded broker is closed");
     this.toListeners(subject, data, reply, undefined);

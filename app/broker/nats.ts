@@ -12,6 +12,8 @@ import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
 import { Batched } from "../util/batched.ts";
 
+const encoder = new TextEncoder();
+
 /** The queue group of service → client request subscriptions: one node answers each request. */
 const REQUEST_QUEUE = "wsgate";
 
@@ -224,6 +226,12 @@ export class NatsBroker implements Broker {
     } else {
       nc.publish(subject, data);
     }
+  }
+
+  publishText(subject: string, text: string) {
+    const raw = this.raw;
+    if (raw && this.batched && !raw.closing()) return this.frames.pub(subject, text);
+    this.publish(subject, encoder.encode(text));
   }
 
   publishFrame(subject: string, data: Uint8Array | string, node: string, conn: number, binary: boolean) {

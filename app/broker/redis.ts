@@ -194,6 +194,10 @@ export class RedisBroker implements Broker {
     this.cmd.publish(subject, this.buf(payload) as never).catch((err) => log("warn", "redis publish failed", { error: String(err) }));
   }
 
+  publishText(subject: string, text: string) {
+    this.publish(subject, encoder.encode(text));
+  }
+
   /** A client's frame (Broker.publishFrame): the same stream entry as publish() with its three headers. */
   publishFrame(subject: string, data: Uint8Array | string, node: string, conn: number, binary: boolean) {
     this.publish(subject, typeof data === "string" ? encoder.encode(data) : data, { [HEADER.conn]: `${node}.${conn}`, [HEADER.node]: node, [HEADER.frame]: binary ? "binary" : "text" });

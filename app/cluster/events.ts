@@ -16,8 +16,6 @@ import type { Scatter } from "./scatter.ts";
 import { SinceBatch } from "./since-batch.ts";
 import type { ClusterSubjects } from "./subjects.ts";
 
-const encoder = new TextEncoder();
-
 export class Events implements ConnHooks {
   /** per user, the online/offline check in flight: they run in order, one at a time */
   private checks = new Map<string, Promise<void>>();
@@ -117,7 +115,7 @@ export class Events implements ConnHooks {
 
   private emit(svc: string, user: string, json: string) {
     try {
-      this.broker.publish(this.subjects.events(svc, user), encoder.encode(json));
+      this.broker.publishText(this.subjects.events(svc, user), json);
     } catch {
       // broker away: events are live-only, like every cluster message
     }

@@ -76,11 +76,19 @@ test("a message without headers joins the batch as one PUB, in order with the SU
   flushAfterEvents(nc, later, () => batch.move());
   batch.sub("ws.live.s1.u1", 7, undefined);
   batch.pub("ws.events.s1.u1", new TextEncoder().encode('{"event":"connect","reason":"é"}'));
+  batch.pub("ws.events.s1.u2", '{"event":"online"}'); // an ASCII string, written as it is
+  batch.pub("ws.events.s1.u2", '{"reason":"é"}'); // a string that is not ASCII: its UTF-8 length and bytes
   batch.sub("ws.live.s1.u2", 8, undefined);
   expect(writes).toEqual([]); // an event per upgrade does not write the burst's SUBs one upgrade at a time
   endTurn();
-  expect(writes).toEqual(['SUB ws.live.s1.u1 7\r\nPUB ws.events.s1.u1 33\r\n{"event":"connect","reason":"é"}\r\nSUB ws.live.s1.u2 8\r\n']);
-  expect(protocol.outMsgs).toBe(1);
+  expect(writes).toEqual([
+    "SUB ws.live.s1.u1 7\r\n" +
+      'PUB ws.events.s1.u1 33\r\n{"event":"connect","reason":"é"}\r\n' +
+      'PUB ws.events.s1.u2 18\r\n{"event":"online"}\r\n' +
+      'PUB ws.events.s1.u2 15\r\n{"reason":"é"}\r\n' +
+      "SUB ws.live.s1.u2 8\r\n",
+  ]);
+  expect(protocol.outMsgs).toBe(3);
 });
 
 test("a message without headers over the server's max_payload is refused with its size", () => {
