@@ -177,6 +177,19 @@ export async function runSetup(o: SetupOptions) {
       `\nupgrades/s: connections / (first connect start → last handshake), client and server on the same 2 cores (client cores: the load client's use while opening).` +
       `\nCPU µs/upgrade: the server process's CPU over the opening (gateway: until its mailbox catch-ups were done). CPU µs/reconnect: over the storm (closes + upgrades).\n`,
   );
+  // The cost of events (issue 12: at most 10% of upgrade throughput), run by run: each run of
+  // one target is next to the other's in time, so the machine's drift falls on both.
+  const on = runs.filter((r) => r.target === "wsgate-nomb");
+  const off = runs.filter((r) => r.target === "wsgate-nomb-noev");
+  if (on.length && on.length === off.length) {
+    const pairs = on.map((r, i) => r.upgradesPerS / off[i].upgradesPerS);
+    const cpu = on.map((r, i) => r.cpuUsPerUpgrade - off[i].cpuUsPerUpgrade);
+    console.log(
+      `events on / off, upgrades/s of each run's pair: ${pairs.map((x) => x.toFixed(2)).join(", ")}; median ${median(pairs).toFixed(2)}× ` +
+        `(server CPU µs/upgrade on − off: ${cpu.map((x) => Math.round(x)).join(", ")}; median ${Math.round(median(cpu))})\n`,
+    );
+    result.eventsOnOff = { upgradesRatio: median(pairs), cpuUsDelta: median(cpu), pairs };
+  }
   return result;
 }
 
