@@ -85,7 +85,9 @@ export class Gateway {
     }) ?? null;
     this.broker = deps.broker(this.brokerHooks());
     const users = this.users;
-    this.groups = deps.groups?.({ broker: this.broker, eachConn: (svc, user, fn) => users.eachConn(svc, user, fn), eachOfService: (svc, fn) => users.eachOfService(svc, fn) }) ?? null;
+    this.groups =
+      deps.groups?.({ broker: this.broker, eachConn: (svc, user, fn) => users.eachConn(svc, user, fn), eachOfService: (svc, fn) => users.eachOfService(svc, fn) }) ??
+      null;
     const svcUser = (entry: UserEntry) => this.users.svcUser(entry);
     this.publisher = new ClientPublisher(this.broker, transport, metrics, config.nodeId, subjects.send("", "").slice(0, -1), svcUser);
     const mailbox = this.mailbox;
