@@ -119,6 +119,8 @@ for (const runtime of RUNTIMES) describe(`groups on Redis on ${runtime}`, () => 
       return back.received.length > 1;
     }, 15_000, 200);
     expect(back.received[1].data).toBe("two");
+    // Both nodes hear membership changes again (each store's own subscription came back too).
+    await holders("ws.groups.changed", 2);
   });
 
   test("a Redis that lost its data leaves every node with no stored membership, and a change after it applies on every node though its revision starts over", async () => {

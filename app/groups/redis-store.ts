@@ -79,7 +79,11 @@ export class RedisMembershipStore implements MembershipStore {
       sub.on("ready", () => {
         sub.subscribe(this.k.channel).then(
           () => this.load(),
-          (err) => log("warn", "group membership: subscribing to changes failed", { error: String(err) }),
+          (err) => {
+            // Without the channel this node would not hear other nodes' changes: connect again and retry.
+            log("warn", "group membership: subscribing to changes failed; reconnecting", { error: String(err) });
+            if (!this.closed) sub.disconnect(true);
+          },
         );
       });
       sub.connect().catch(() => {});
