@@ -2,7 +2,7 @@
 // this command, so `serve` never pays for a second NATS client.
 import { readFileSync } from "node:fs";
 import { connect, headers } from "@nats-io/transport-node";
-import { connectOptions } from "../app/broker/nats.ts";
+import { connectOptions } from "../app/broker/nats-connect.ts";
 import { loadNatsLink } from "../app/broker/nats-link.ts";
 import { checkConfig } from "../app/ops/config.ts";
 import { idError, isId } from "../protocol/ids.ts";

@@ -1,12 +1,14 @@
 // NATS broker: one core subscription per served user subject, shared delivery callback.
-import { connect, createInbox, credsAuthenticator, errors, headers as natsHeaders, Match, nkeyAuthenticator } from "@nats-io/transport-node";
-import type { ConnectionOptions, Msg, MsgCallback, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { connect, createInbox, headers as natsHeaders, Match } from "@nats-io/transport-node";
+import type { Msg, MsgCallback, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Broker, BrokerHooks, BrokerState, Listener } from "./broker.ts";
 import { HEADER, parseFrameHint } from "./broker.ts";
 import type { HeaderScan } from "./nats-headers.ts";
 import { flushAfterEvents, type LeanProtocol, LeanSub, type LeanSubKind, leanForget, leanProtocol, leanRegister, type RawSink, rawSink, readHeaders, subjectOf } from "./nats-internals.ts";
 import { OutboundBatch } from "./nats-publish.ts";
 import type { NatsLink } from "./nats-link.ts";
+import { connectFailure, connectOptions } from "./nats-connect.ts";
+import { NatsListeners } from "./nats-listeners.ts";
 import { downSignal, publishStored } from "./nats-stored.ts";
 import { log } from "../ops/log.ts";
 import { backoff } from "../util/backoff.ts";
@@ -42,6 +44,7 @@ export class NatsBroker implements Broker {
   private batched = false;
   /** client frames, batched per turn of the event loop (nats-publish.ts) */
   private readonly frames: OutboundBatch;
+  private readonly listeners = new NatsListeners();
   /** settles when the current connection drops: a stored publish stops waiting for an answer that cannot come */
   private linkDown = downSignal();
   private readonly connection = () => ({ nc: this.nc, down: this.linkDown });
@@ -154,7 +157,7 @@ export class NatsBroker implements Broker {
         this.fastPaths.rawPublish = this.raw !== null;
         if (!this.raw) log("warn", "nats.js protocol internals changed: client frames published through nc.publish (see app/broker/nats-internals.ts)");
         this.hooks.rewatchAll();
-        this.relisten(nc);
+        this.listeners.resubscribe(nc);
         this.setState("connected");
         void this.watchStatus(nc);
         const err = await nc.closed();
@@ -319,32 +322,9 @@ export class NatsBroker implements Broker {
     this.setState("closed");
   }
 
-  // Cluster plumbing (app/cluster). Listeners outlive a connection: each new one subscribes them again.
-  private listeners = new Set<{ subject: string; handler: Listener; queue: string | undefined; sub: Subscription | null }>();
-
+  /** Cluster plumbing (app/cluster): listeners outlive a connection (nats-listeners.ts). */
   listen(subject: string, handler: Listener, queue?: string): () => void {
-    const l = { subject, handler, queue, sub: null as Subscription | null };
-    this.listeners.add(l);
-    if (this.nc) this.subscribeListener(this.nc, l);
-    return () => {
-      this.listeners.delete(l);
-      if (l.sub && !l.sub.isClosed()) l.sub.unsubscribe();
-    };
-  }
-
-  private relisten(nc: NatsConnection) {
-    for (const l of this.listeners) this.subscribeListener(nc, l);
-  }
-
-  private subscribeListener(nc: NatsConnection, l: { subject: string; handler: Listener; queue: string | undefined; sub: Subscription | null }) {
-    l.sub = nc.subscribe(l.subject, {
-      queue: l.queue,
-      callback: (err, msg) => {
-        if (err) return;
-        const h = msg.headers;
-        l.handler(msg.subject, msg.data, msg.reply ?? "", (name) => h?.get(name, Match.IgnoreCase) || null);
-      },
-    });
+    return this.listeners.add(subject, handler, queue, this.nc);
   }
 
   publishReply(subject: string, data: Uint8Array, reply: string) {
@@ -356,41 +336,4 @@ export class NatsBroker implements Broker {
   newInbox(): string {
     return createInbox();
   }
-}
-
-/** nats.js options from the link: credentials as options (never in the servers list), TLS from PEM texts. */
-export function connectOptions(link: NatsLink, name: string): ConnectionOptions {
-  const o: ConnectionOptions = {
-    servers: link.servers,
-    name,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
-    pingInterval: 10_000,
-    timeout: 3_000,
-    // A request would otherwise make an Error for its stack up front: one per mailbox cursor load.
-    noAsyncTraces: true,
-  };
-  const a = link.auth;
-  const bytes = (s: string) => new TextEncoder().encode(s);
-  if (a.kind === "user") Object.assign(o, { user: a.user, pass: a.pass });
-  else if (a.kind === "token") o.token = a.token;
-  else if (a.kind === "nkey") o.authenticator = nkeyAuthenticator(bytes(a.seed));
-  else if (a.kind === "creds") o.authenticator = credsAuthenticator(bytes(a.creds));
-  if (link.tls) o.tls = { ...link.tls };
-  return o;
-}
-
-/** One log line an operator can act on for a failed connect; the error texts carry no secret (nats.js never sees one in a URL). */
-function connectFailure(err: unknown, link: NatsLink): { message: string; level: "warn" | "error"; fields: Record<string, string> } {
-  if (err instanceof errors.AuthorizationError || /authori[sz]ation|authentication/i.test(String(err))) {
-    return { message: "nats refused the gateway's credentials; retrying", level: "error", fields: { auth: link.describe.auth } };
-  }
-  if (/certificate|tls|ssl|self.signed/i.test(String(err))) {
-    return { message: "nats TLS failed; retrying", level: "error", fields: { tls: link.describe.tls } };
-  }
-  // TLS 1.3 reports a refused client certificate after the handshake; nats.js then only sees silence.
-  if (err instanceof errors.TimeoutError && link.tls && !link.tls.cert) {
-    return { message: "nats unreachable; retrying", level: "warn", fields: { hint: "no answer over TLS: does the server require a client certificate (NATS_TLS_CERT, NATS_TLS_KEY)?" } };
-  }
-  return { message: "nats unreachable; retrying", level: "warn", fields: {} };
 }
