@@ -180,11 +180,13 @@ export async function runGateway<WS>(rt: RuntimePieces<WS>): Promise<{ gw: Gatew
   }
   await gw.broker.start();
   gw.cluster?.start();
-  logStart(gw, { host: config.host, port: listening.port });
-  await rt.serveMetrics(gw);
+  // Before the start line: a supervisor that signals as soon as it reads it gets a drain, not
+  // the default action (the /metrics listener's await below left a window where SIGTERM killed).
   const drain = drainer(gw, rt.exit, listening);
   rt.onSignal("SIGTERM", drain);
   rt.onSignal("SIGINT", drain);
+  logStart(gw, { host: config.host, port: listening.port });
+  await rt.serveMetrics(gw);
   return { gw, listening };
 }
 

@@ -139,8 +139,12 @@ test("SIGTERM to `npm start` reaches the gateway: it drains and exits", async ()
   const port = await freePort();
   const npm = Bun.spawn(["npm", "start"], { cwd: ROOT, env: { ...process.env, PORT: String(port), HOST: "127.0.0.1" }, stdout: "pipe", stderr: "pipe" });
   let out = "";
+  let err = "";
   void (async () => {
     for await (const chunk of npm.stdout as ReadableStream<Uint8Array>) out += new TextDecoder().decode(chunk);
+  })();
+  void (async () => {
+    for await (const chunk of npm.stderr as ReadableStream<Uint8Array>) err += new TextDecoder().decode(chunk);
   })();
   try {
     await waitFor("listening", () => out.includes('"wsgate listening"'), 60_000);
@@ -156,7 +160,9 @@ test("SIGTERM to `npm start` reaches the gateway: it drains and exits", async ()
       }
     }, 15_000);
     // The gateway writes to the pipe itself; its last line can still be in flight when it is gone.
-    await waitFor("the drain logged", () => out.includes('"drained; exiting"'), 5_000);
+    await waitFor("the drain logged", () => out.includes('"drained; exiting"'), 5_000).catch((e) => {
+      throw new Error(`${e.message}\nstdout:\n${out.slice(-2000)}\nstderr:\n${err.slice(-2000)}`);
+    });
   } finally {
     npm.kill("SIGKILL");
   }
