@@ -216,11 +216,7 @@ export class NatsBroker implements Broker {
   publish(subject: string, data: Uint8Array, hdrs?: Record<string, string>) {
     const nc = this.nc;
     if (!nc) throw new Error("nats is not connected");
-    const raw = this.raw;
-    if (!hdrs && raw && this.batched) {
-      if (raw.closing()) throw new Error("nats connection is closing");
-      return this.frames.pub(subject, data);
-    }
+    if (!hdrs && this.pubBatched(subject, data)) return;
     this.frames.flush(); // client frames written before this go out before it
     if (hdrs) {
       const h = natsHeaders();
@@ -232,9 +228,16 @@ export class NatsBroker implements Broker {
   }
 
   publishText(subject: string, text: string) {
+    if (!this.pubBatched(subject, text)) this.publish(subject, encoder.encode(text));
+  }
+
+  /** A message without headers into the outbound batch; false when this connection has no batch to write it into. */
+  private pubBatched(subject: string, data: Uint8Array | string): boolean {
     const raw = this.raw;
-    if (raw && this.batched && !raw.closing()) return this.frames.pub(subject, text);
-    this.publish(subject, encoder.encode(text));
+    if (!raw || !this.batched) return false;
+    if (raw.closing()) throw new Error("nats connection is closing");
+    this.frames.pub(subject, data);
+    return true;
   }
 
   publishFrame(subject: string, data: Uint8Array | string, node: string, conn: number, binary: boolean) {

@@ -103,9 +103,7 @@ export class Users {
     const head = this.subjectOf(svc, "");
     for (const entry of this.map.values()) {
       if (!entry.key.startsWith(head)) continue;
-      const c = entry.conns;
-      if (c instanceof Conn) fn(c);
-      else for (let i = 0; i < c.length; i++) fn(c[i]);
+      for (let i = 0, n = connCount(entry); i < n; i++) fn(connAt(entry, i));
     }
   }
 
